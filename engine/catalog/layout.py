@@ -1,0 +1,48 @@
+"""Where a working directory keeps its shards and catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """``root/catalog/{images,labels,runs,annotations}/...`` Parquet files and ``root/catalog.duckdb``."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path) -> Workdir:
+        return cls(Path(root).resolve())
+
+    @property
+    def data(self) -> Path:
+        return self.root / "catalog"
+
+    @property
+    def manifest_dir(self) -> Path:
+        return self.data / "images"
+
+    @property
+    def labels_root(self) -> Path:
+        return self.data / "labels"
+
+    def labels_dir(self, run_id: str) -> Path:
+        return self.labels_root / f"run={run_id}"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data / "runs"
+
+    @property
+    def annotations_dir(self) -> Path:
+        return self.data / "annotations"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"

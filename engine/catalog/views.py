@@ -1,0 +1,125 @@
+"""The catalog: a DuckDB file that holds only views over the Parquet shards.
+
+Writers never hold a DuckDB file open; ``build_catalog`` writes a fresh file under a temporary
+name and swaps it in, so readers (opened read-only) are never blocked by a running flow.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from engine.catalog.layout import Workdir
+from engine.catalog.runs import RUN_SCHEMA
+from engine.images.manifest import MANIFEST_SCHEMA
+from engine.labeling.record import LABEL_SCHEMA
+
+ANNOTATION_SCHEMA = pa.schema(
+    [
+        ("annotation_id", pa.string()),
+        ("image_id", pa.string()),
+        ("kind", pa.string()),  # text | skip | review
+        ("annotator", pa.string()),
+        ("text", pa.string()),
+        ("verdict", pa.string()),
+        ("comment", pa.string()),
+        ("run_id", pa.string()),
+        ("lead_time_s", pa.float64()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+QUALITY_COLUMNS = (
+    "best_box_score",
+    "box_count",
+    "sam_pred_iou",
+    "stability_score",
+    "mask_area_frac",
+    "components",
+    "boundary_smoothness",
+    "quality_score",
+)
+
+VIEW_NAMES = ("images", "annotations", "runs", "labels", "captions", "detections", "masks", "label_quality")
+
+
+def _duck_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_string(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_int32(arrow_type):
+        return "INTEGER"
+    if pa.types.is_int64(arrow_type):
+        return "BIGINT"
+    if pa.types.is_float32(arrow_type):
+        return "FLOAT"
+    if pa.types.is_float64(arrow_type):
+        return "DOUBLE"
+    if pa.types.is_boolean(arrow_type):
+        return "BOOLEAN"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    if pa.types.is_fixed_size_list(arrow_type):
+        return f"{_duck_type(arrow_type.value_type)}[{arrow_type.list_size}]"
+    if pa.types.is_list(arrow_type):
+        return f"{_duck_type(arrow_type.value_type)}[]"
+    raise TypeError(f"no DuckDB type for {arrow_type}")
+
+
+def _source_sql(files: list[Path], schema: pa.Schema) -> str:
+    if files:
+        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+        return f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+    columns = ", ".join(f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in schema)
+    return f"SELECT {columns} WHERE false"
+
+
+def _parquet_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*.parquet") if not p.name.startswith(".")) if directory.is_dir() else []
+
+
+def view_statements(workdir: Workdir) -> list[str]:
+    """The CREATE VIEW statements for the catalog of ``workdir``."""
+    quality = ", ".join(f"l.{c}" for c in QUALITY_COLUMNS)
+    return [
+        f"CREATE VIEW images AS {_source_sql(_parquet_files(workdir.manifest_dir), MANIFEST_SCHEMA)}",
+        f"CREATE VIEW annotations AS {_source_sql(_parquet_files(workdir.annotations_dir), ANNOTATION_SCHEMA)}",
+        f"CREATE VIEW runs AS {_source_sql(_parquet_files(workdir.runs_dir), RUN_SCHEMA)}",
+        f"CREATE VIEW labels AS {_source_sql(_parquet_files(workdir.labels_root), LABEL_SCHEMA)}",
+        "CREATE VIEW captions AS SELECT image_id, run_id, caption, phrase, category FROM labels "
+        "WHERE caption IS NOT NULL",
+        "CREATE VIEW detections AS SELECT image_id, run_id, i AS box_index, boxes_xyxy[i][1] AS x0, "
+        "boxes_xyxy[i][2] AS y0, boxes_xyxy[i][3] AS x1, boxes_xyxy[i][4] AS y1, box_scores[i] AS score, "
+        "box_labels[i] AS label FROM labels, range(1, len(boxes_xyxy) + 1) AS r(i)",
+        "CREATE VIEW masks AS SELECT image_id, run_id, height, width, mask_rle, mask_area_frac FROM labels "
+        "WHERE mask_rle IS NOT NULL",
+        f"CREATE VIEW label_quality AS SELECT l.image_id, l.run_id, l.path, l.shard, l.status, l.error, "
+        f"l.height, l.width, l.caption, l.phrase, l.category, {quality} FROM labels AS l",
+    ]
+
+
+def build_catalog(workdir: str | Path | Workdir) -> Path:
+    """(Re)write ``catalog.duckdb`` with views over the workdir's Parquet shards; returns its path."""
+    workdir = workdir if isinstance(workdir, Workdir) else Workdir.at(workdir)
+    workdir.root.mkdir(parents=True, exist_ok=True)
+    tmp = workdir.catalog_path.with_name(f".{workdir.catalog_path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        with duckdb.connect(str(tmp)) as con:
+            for statement in view_statements(workdir):
+                con.execute(statement)
+        os.replace(tmp, workdir.catalog_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+    return workdir.catalog_path
+
+
+def connect_readonly(catalog_path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open a catalog read-only, with a clear error if it does not exist."""
+    catalog_path = Path(catalog_path)
+    if not catalog_path.is_file():
+        raise ValueError(f"{catalog_path}: no catalog here; run `sodforge catalog build --workdir DIR` first")
+    return duckdb.connect(str(catalog_path), read_only=True)

@@ -1,0 +1,109 @@
+"""Model registry: ``family`` -> loader. Nothing is loaded at import; each process loads once.
+
+A source is resolved to a local directory (built-in ``tiny``, a local ``save_pretrained``
+directory, or a Hugging Face id found in the local HF cache or downloaded when online) and loaded
+with the real ``from_pretrained`` classes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.models.runtime import Runtime, directory_identity
+from engine.models.tiny import TINY_FAMILIES, ensure_tiny_model
+from engine.params import ModelSpec
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """Where a model's files are and a string that changes whenever its weights do."""
+
+    directory: Path
+    identity: str
+
+
+def resolve_source(spec: ModelSpec) -> ResolvedSource:
+    """Find the files of ``spec`` locally (building ``tiny``), or raise ValueError saying what to do."""
+    if spec.source == "tiny":
+        if spec.family not in TINY_FAMILIES:
+            raise ValueError(f"no tiny model for family {spec.family!r}")
+        directory = ensure_tiny_model(spec.family)
+        return ResolvedSource(directory, f"{spec.family}:tiny:{directory_identity(directory)}")
+    path = Path(spec.source).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path}: not a saved model directory (no config.json)")
+        return ResolvedSource(path, f"{spec.family}:dir:{directory_identity(path)}")
+    if path.suffix in (".pth", ".pt", ".bin", ".safetensors") or path.exists():
+        raise ValueError(
+            f"{path}: official checkpoint files are not supported for family {spec.family!r} yet "
+            "(convert it into a transformers directory first)"
+            if path.exists()
+            else f"{path}: model file not found"
+        )
+    return _resolve_hub(spec)
+
+
+def _resolve_hub(spec: ModelSpec) -> ResolvedSource:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        directory = snapshot_download(spec.source, revision=spec.revision, local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
+        try:
+            directory = snapshot_download(spec.source, revision=spec.revision)
+        except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as err:
+            raise ValueError(
+                f"model {spec.source!r} ({spec.family}) is neither a local directory nor in the Hugging Face "
+                f"cache, and could not be downloaded ({type(err).__name__}). On a machine with internet run "
+                f"`huggingface-cli download {spec.source}`, or point the profile at a local directory."
+            ) from err
+    commit = Path(directory).name
+    return ResolvedSource(Path(directory), f"{spec.family}:hf:{spec.source}@{commit}")
+
+
+def model_identities(specs: dict[str, ModelSpec]) -> dict[str, str]:
+    """Identity strings of ``specs`` (by role) without loading any weights into memory."""
+    return {role: resolve_source(spec).identity for role, spec in specs.items()}
+
+
+Loader = Callable[[ResolvedSource, Runtime], Any]
+LOADERS: dict[str, Loader] = {}
+
+
+def register(family: str) -> Callable[[Loader], Loader]:
+    """Decorator adding a loader for ``family`` to :data:`LOADERS`."""
+
+    def wrap(loader: Loader) -> Loader:
+        LOADERS[family] = loader
+        return loader
+
+    return wrap
+
+
+_cache: dict[tuple, Any] = {}
+_lock = threading.Lock()
+
+
+def load_model(spec: ModelSpec, runtime: Runtime) -> Any:
+    """Load ``spec`` on ``runtime`` once per process and return the cached adapter afterwards."""
+    import engine.models.adapters  # noqa: F401  (registers the loaders)
+
+    if spec.family not in LOADERS:
+        raise ValueError(f"unknown model family {spec.family!r}; known: {sorted(LOADERS)}")
+    key = (spec, runtime)
+    with _lock:
+        if key not in _cache:
+            _cache[key] = LOADERS[spec.family](resolve_source(spec), runtime)
+        return _cache[key]
+
+
+def clear_model_cache() -> None:
+    """Forget loaded models (tests, or to free memory)."""
+    with _lock:
+        _cache.clear()

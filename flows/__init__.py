@@ -1,0 +1,1 @@
+"""Prefect flows: one per DAG stage, composed from shard-level tasks."""

@@ -1,0 +1,109 @@
+"""Flow ``build-pseudo-labels``: images -> manifest shards -> label shards -> catalog.
+
+Run in-process with ``sodforge label IMAGES --workdir DIR``, or as the deployment
+``build-pseudo-labels/default`` once ``sodforge serve`` is running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from engine.catalog import RunRecord, Workdir, summarize
+from engine.catalog.runs import utc_now
+from engine.labeling import labelling_run_id
+from engine.labeling.shard import shard_fingerprint
+from engine.models.registry import model_identities
+from engine.params import as_dict, load_params
+from tasks.labeling import build_catalog_task, ingest_images, label_shard_task
+
+
+def resolve_params(params_file: str | None, models: str | None, shard_size: int | None, overrides: dict | None):
+    """params.yaml (if given and present) + the flow's own parameters, validated."""
+    path = Path(params_file) if params_file else None
+    merged: dict[str, dict] = {k: dict(v) for k, v in (overrides or {}).items()}
+    if models:
+        merged.setdefault("models", {})["profile"] = models
+    if shard_size:
+        merged.setdefault("ingest", {})["shard_size"] = shard_size
+    return load_params(path if path and path.is_file() else None, merged)
+
+
+@flow(name="build-pseudo-labels", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
+def build_pseudo_labels(
+    images: str = "data/raw/sample",
+    workdir: str = "data",
+    models: Literal["tiny", "base", "large"] | str = "tiny",
+    shard_size: int | None = None,
+    params_file: str | None = "params.yaml",
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Label every image under ``images`` into ``workdir`` (catalog at ``workdir/catalog.duckdb``).
+
+    Args:
+        images: a folder of images (or a set folder with ``images/`` and optional ``depth/`` etc.).
+        workdir: where shards and the catalog go.
+        models: model profile from params.yaml (``tiny`` needs no download).
+        shard_size: images per shard (default: params.yaml ``ingest.shard_size``).
+        params_file: parameters file; missing means built-in defaults.
+        overrides: per-section parameter overrides, e.g. ``{"label": {"box_threshold": 0.4}}``.
+    """
+    logger = get_run_logger()
+    started = time.perf_counter()
+    params = resolve_params(params_file, models, shard_size, overrides)
+    if not Path(images).is_dir():
+        raise ValueError(f"{images}: images folder not found")
+    wd = Workdir.at(workdir)
+    manifest_paths = ingest_images(str(Path(images).resolve()), str(wd.manifest_dir), params.ingest.shard_size)
+
+    identities = model_identities(params.models.specs())
+    run_id = labelling_run_id(identities, params.label)
+    record = RunRecord(run_id, "build-pseudo-labels", identities, as_dict(params))
+    record.save(wd)
+    logger.info("labelling run %s: %d shards, models %s", run_id, len(manifest_paths), params.models.profile)
+
+    label_dict, models_dict = dataclasses.asdict(params.label), dataclasses.asdict(params.models)
+    futures = [
+        label_shard_task.submit(
+            shard=Path(m).stem,
+            manifest_path=m,
+            out_path=str(wd.labels_dir(run_id) / Path(m).name),
+            fingerprint=shard_fingerprint(m, identities, params.label),
+            run_id=run_id,
+            label=label_dict,
+            models=models_dict,
+        )
+        for m in manifest_paths
+    ]
+    results = [f.result() for f in futures]
+
+    counts = {s: sum(r["counts"].get(s, 0) for r in results) for s in ("ok", "no_object", "error")}
+    record.state, record.finished_at = "completed", utc_now()
+    record.shards, record.shards_skipped = len(results), sum(r["skipped"] for r in results)
+    record.images, record.seconds = sum(counts.values()), time.perf_counter() - started
+    record.ok, record.no_object, record.error = counts["ok"], counts["no_object"], counts["error"]
+    record.save(wd)
+    catalog = build_catalog_task(str(wd.root))
+    summary = {
+        "run_id": run_id, "catalog": catalog, "images": record.images, **counts,
+        "shards": record.shards, "shards_skipped": record.shards_skipped, "seconds": round(record.seconds, 2),
+    }
+    _publish_summary(catalog, summary)
+    return summary
+
+
+def _publish_summary(catalog: str, summary: dict[str, Any]) -> None:
+    runs = [r for r in summarize(catalog) if r.run_id == summary["run_id"]]
+    top = ", ".join(f"{c} ({n})" for c, n in runs[0].top_categories) if runs else ""
+    rows = [{"measure": k, "value": str(v)} for k, v in summary.items()] + [{"measure": "top categories", "value": top}]
+    create_table_artifact(rows, key="pseudo-label-run", description=f"Labelling run {summary['run_id']}")
+
+
+if __name__ == "__main__":
+    print(build_pseudo_labels())

@@ -1,0 +1,1 @@
+"""The ``sodforge`` command line, on top of engine/, tasks/, flows/ and annotation_ui/."""

@@ -1,0 +1,3 @@
+from sodforge.cli import app
+
+app()

@@ -1,0 +1,206 @@
+"""``sodforge``: the command line over the engine, the flows and the catalog.
+
+Every command has ``--help``. Heavy imports (torch, transformers, Prefect) happen inside commands,
+so ``sodforge --help`` and catalog queries stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sodforge.env import configure_environment, project_root
+
+app = typer.Typer(help="Build salient-object datasets and models from unlabelled images.", no_args_is_help=True)
+catalog_app = typer.Typer(help="Query and rebuild the DuckDB catalog.", no_args_is_help=True)
+models_app = typer.Typer(help="Build or inspect models.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(models_app, name="models")
+console = Console()
+
+WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="Working directory holding catalog.duckdb.")]
+
+
+@app.callback()
+def _main() -> None:
+    configure_environment()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Argument(help="Folder to write images/, masks/ and depth/ into.")],
+    count: Annotated[int, typer.Option(help="Number of images.")] = 48,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
+    params: Annotated[Path | None, typer.Option(help="Take count/seed/size from this params.yaml's 'sample'.")] = None,
+) -> None:
+    """Generate the sample image set with true masks (and depth maps)."""
+    from engine.datasets import generate_sample_set
+    from engine.params import SampleParams, load_params
+
+    settings = load_params(params).sample if params else SampleParams(seed=seed, count=count)
+    try:
+        items = generate_sample_set(out, settings.count, settings.size_hw, settings.seed, settings.with_depth)
+    except ValueError as err:
+        _fail(str(err))
+    console.print(f"wrote {len(items)} images with true masks to {out}")
+
+
+def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
+               batch_size: int | None) -> dict:
+    from flows.build_pseudo_labels import build_pseudo_labels
+
+    overrides = {"label": {"batch_size": batch_size}} if batch_size else None
+    return build_pseudo_labels(
+        images=str(images), workdir=str(workdir), models=models, shard_size=shard_size,
+        params_file=str(params) if params else None, overrides=overrides,
+    )
+
+
+@app.command()
+def label(
+    images: Annotated[Path, typer.Argument(help="Folder of images (or a set folder with images/, depth/...).")],
+    workdir: WorkdirOpt = Path("sodforge-run"),
+    models: Annotated[str, typer.Option(help="Model profile: tiny (offline, meaningless masks), base, large, or one from params.yaml.")] = "tiny",
+    shard_size: Annotated[int | None, typer.Option(help="Images per shard (default: params.yaml or 512).")] = None,
+    params: Annotated[Path | None, typer.Option(help="params.yaml to read (default: ./params.yaml if present).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
+) -> None:
+    """Run the labelling flow in-process (no server needed); the catalog lands in WORKDIR."""
+    if not images.is_dir():
+        _fail(f"{images}: images folder not found")
+    if params is None and Path("params.yaml").is_file():
+        params = Path("params.yaml")
+    try:
+        summary = _run_label(images, workdir, models, shard_size, params, batch_size)
+    except ValueError as err:
+        _fail(str(err))
+    console.print_json(json.dumps(summary))
+    console.print(f"catalog: {summary['catalog']}  (try: sodforge catalog summary --workdir {workdir})")
+
+
+@app.command()
+def demo(
+    workdir: WorkdirOpt = Path("demo-run"),
+    count: Annotated[int, typer.Option(help="Sample images to generate.")] = 48,
+    shard_size: Annotated[int, typer.Option(help="Images per shard.")] = 16,
+) -> None:
+    """Generate a sample set and label it end to end with the tiny models; print where to look."""
+    from engine.datasets import generate_sample_set
+
+    timings = {}
+    started = time.perf_counter()
+    raw = workdir / "raw"
+    generate_sample_set(raw, count=count)
+    timings["generate sample set"] = time.perf_counter() - started
+    console.rule("labelling (build-pseudo-labels flow, tiny models)")
+    step = time.perf_counter()
+    summary = _run_label(raw, workdir, "tiny", shard_size, None, None)
+    timings["label (flow incl. Prefect start)"] = time.perf_counter() - step
+    console.rule("summary")
+    _print_summary(workdir / "catalog.duckdb")
+    table = Table("stage", "seconds")
+    for name, seconds in {**timings, "total": time.perf_counter() - started}.items():
+        table.add_row(name, f"{seconds:.1f}")
+    console.print(table)
+    console.print(
+        f"\n[bold yellow]Tiny random models give meaningless masks.[/bold yellow] They exercise every step "
+        "offline; real labels need real weights:\n"
+        f"  sodforge label {raw} --workdir run-base --models base      (Hugging Face ids in params.yaml)\n"
+        "  or set models.profiles.<name>.{captioner,grounder,segmenter} in params.yaml to local directories.\n\n"
+        f"Where to look:\n  catalog     {summary['catalog']}\n"
+        f"  shards      {workdir / 'catalog'}\n  images      {raw / 'images'} (true masks in {raw / 'masks'})\n"
+        f"  query       sodforge catalog sql \"SELECT status, count(*) FROM label_quality GROUP BY 1\" --workdir {workdir}"
+    )
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port of the local Prefect API (127.0.0.1 only).")] = 4200,
+) -> None:
+    """Start a local Prefect server (SQLite, 127.0.0.1) and serve the deployments; Ctrl+C stops both."""
+    from sodforge.server import serve_with_local_server
+
+    serve_with_local_server(project_root(), port, console)
+
+
+@catalog_app.command("build")
+def catalog_build(workdir: WorkdirOpt = Path("data")) -> None:
+    """Rebuild WORKDIR/catalog.duckdb (views only) from the Parquet shards."""
+    from engine.catalog import build_catalog
+
+    console.print(f"catalog written: {build_catalog(workdir)}")
+
+
+@catalog_app.command("sql")
+def catalog_sql(
+    query: Annotated[str, typer.Argument(help="SQL over the views images, label_quality, captions, detections, masks, annotations, runs.")],
+    workdir: WorkdirOpt = Path("data"),
+    json_out: Annotated[bool, typer.Option("--json", help="Print rows as JSON lines.")] = False,
+) -> None:
+    """Run a read-only SQL query against the catalog and print the rows."""
+    import duckdb
+
+    from engine.catalog import connect_readonly
+
+    try:
+        with connect_readonly(workdir / "catalog.duckdb") as con:
+            cursor = con.execute(query)
+            columns = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+    except (ValueError, duckdb.Error) as err:
+        _fail(str(err))
+    if json_out:
+        for row in rows:
+            typer.echo(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+def _print_summary(catalog: Path) -> None:
+    from engine.catalog import summarize
+
+    for run in summarize(catalog):
+        table = Table(title=f"labelling run {run.run_id}", show_header=False)
+        table.add_row("images", str(run.images))
+        table.add_row("statuses", ", ".join(f"{k}: {v}" for k, v in run.statuses.items()))
+        table.add_row("mean quality (ok)", "-" if run.mean_quality is None else f"{run.mean_quality:.3f}")
+        table.add_row("categories", f"{run.categories}  top: " + ", ".join(f"{c} ({n})" for c, n in run.top_categories))
+        for error in run.error_examples:
+            table.add_row("error", error)
+        console.print(table)
+
+
+@catalog_app.command("summary")
+def catalog_summary(workdir: WorkdirOpt = Path("data")) -> None:
+    """Per labelling run: image count, statuses, mean quality, top categories, example errors."""
+    try:
+        _print_summary(workdir / "catalog.duckdb")
+    except ValueError as err:
+        _fail(str(err))
+
+
+@models_app.command("tiny")
+def models_tiny(out: Annotated[Path, typer.Argument(help="Folder for blip/, grounding_dino/ and sam/.")]) -> None:
+    """Build and save the tiny random BLIP, GroundingDINO and SAM (loadable with from_pretrained)."""
+    from engine.models import build_tiny_models
+
+    for family, path in build_tiny_models(out).items():
+        console.print(f"{family:15s} {path}")
+
+
+if __name__ == "__main__":
+    app()
