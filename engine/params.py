@@ -140,6 +140,24 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     return cls(**values)
 
 
+def load_section(path: str | Path | None, section: str, cls: type[T], overrides: dict[str, Any] | None = None) -> T:
+    """One section of ``params.yaml`` as the dataclass ``cls`` (defaults when absent), plus overrides.
+
+    Stages owned by other packages (``train``, ``refine``...) keep their own dataclass and read it
+    with this function, so this module need not know every section.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: parameters file not found")
+        try:
+            data = (yaml.safe_load(path.read_text()) or {}).get(section) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from err
+    return _build(cls, {**data, **(overrides or {})}, f"{path or 'params'}:{section}")
+
+
 def load_params(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Params:
     """Read ``params.yaml`` (or defaults when ``path`` is None) and apply ``overrides``.
 

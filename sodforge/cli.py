@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sodforge.commands import register_all
 from sodforge.env import configure_environment, project_root
 
 app = typer.Typer(help="Build salient-object datasets and models from unlabelled images.", no_args_is_help=True)
@@ -201,6 +202,8 @@ def models_tiny(out: Annotated[Path, typer.Argument(help="Folder for blip/, grou
     for family, path in build_tiny_models(out).items():
         console.print(f"{family:15s} {path}")
 
+
+register_all(app)
 
 if __name__ == "__main__":
     app()
