@@ -172,7 +172,12 @@ def load_params(path: str | Path | None = None, overrides: dict[str, dict[str, A
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ValueError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(Params)}
+    for key, value in data.items():
+        if key in known and value is not None and not isinstance(value, dict):
+            raise ValueError(f"{path}:{key}: expected a mapping, got {type(value).__name__}")
     data = {k: dict(v or {}) for k, v in data.items() if k in known}
     for section, values in (overrides or {}).items():
         if section not in known:

@@ -29,6 +29,8 @@ ANNOTATION_SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("lead_time_s", pa.float64()),
         ("created_at", pa.timestamp("us", tz="UTC")),
+        ("started_at", pa.timestamp("us", tz="UTC")),  # when the image was shown (created_at - lead time)
+        ("source", pa.string()),  # ui | label-studio | simulated
     ]
 )
 
@@ -43,7 +45,9 @@ QUALITY_COLUMNS = (
     "quality_score",
 )
 
-VIEW_NAMES = ("images", "annotations", "runs", "labels", "captions", "detections", "masks", "label_quality")
+VIEW_NAMES = (
+    "images", "annotations", "runs", "labels", "captions", "detections", "masks", "reviews", "label_quality",
+)
 
 
 def _duck_type(arrow_type: pa.DataType) -> str:
@@ -68,26 +72,27 @@ def _duck_type(arrow_type: pa.DataType) -> str:
     raise TypeError(f"no DuckDB type for {arrow_type}")
 
 
-def _source_sql(files: list[Path], schema: pa.Schema) -> str:
-    if files:
-        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-        return f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+def _source_sql(directory: Path, schema: pa.Schema) -> str:
+    """A live glob over ``directory``'s Parquet files, or an empty typed relation if none exist yet.
+
+    Temporary files (``.name.parquet.<random>.tmp``) never match the glob, so a reader sees only
+    whole shards; shards that land after the build are visible at once.
+    """
+    if directory.is_dir() and any(directory.rglob("*.parquet")):
+        pattern = str(directory / "**" / "*.parquet").replace("'", "''")
+        return f"SELECT * FROM read_parquet('{pattern}', union_by_name = true, hive_partitioning = false)"
     columns = ", ".join(f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in schema)
     return f"SELECT {columns} WHERE false"
-
-
-def _parquet_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*.parquet") if not p.name.startswith(".")) if directory.is_dir() else []
 
 
 def view_statements(workdir: Workdir) -> list[str]:
     """The CREATE VIEW statements for the catalog of ``workdir``."""
     quality = ", ".join(f"l.{c}" for c in QUALITY_COLUMNS)
     return [
-        f"CREATE VIEW images AS {_source_sql(_parquet_files(workdir.manifest_dir), MANIFEST_SCHEMA)}",
-        f"CREATE VIEW annotations AS {_source_sql(_parquet_files(workdir.annotations_dir), ANNOTATION_SCHEMA)}",
-        f"CREATE VIEW runs AS {_source_sql(_parquet_files(workdir.runs_dir), RUN_SCHEMA)}",
-        f"CREATE VIEW labels AS {_source_sql(_parquet_files(workdir.labels_root), LABEL_SCHEMA)}",
+        f"CREATE VIEW images AS {_source_sql(workdir.manifest_dir, MANIFEST_SCHEMA)}",
+        f"CREATE VIEW annotations AS {_source_sql(workdir.annotations_dir, ANNOTATION_SCHEMA)}",
+        f"CREATE VIEW runs AS {_source_sql(workdir.runs_dir, RUN_SCHEMA)}",
+        f"CREATE VIEW labels AS {_source_sql(workdir.labels_root, LABEL_SCHEMA)}",
         "CREATE VIEW captions AS SELECT image_id, run_id, caption, phrase, category FROM labels "
         "WHERE caption IS NOT NULL",
         "CREATE VIEW detections AS SELECT image_id, run_id, i AS box_index, boxes_xyxy[i][1] AS x0, "
@@ -95,8 +100,16 @@ def view_statements(workdir: Workdir) -> list[str]:
         "box_labels[i] AS label FROM labels, range(1, len(boxes_xyxy) + 1) AS r(i)",
         "CREATE VIEW masks AS SELECT image_id, run_id, height, width, mask_rle, mask_area_frac FROM labels "
         "WHERE mask_rle IS NOT NULL",
+        "CREATE VIEW reviews AS SELECT image_id, run_id, "
+        "arg_max(verdict, created_at) FILTER (WHERE verdict IN ('accept', 'reject')) AS review_verdict, "
+        "arg_max(comment, created_at) FILTER (WHERE comment IS NOT NULL AND comment <> '') AS review_comment, "
+        "arg_max(annotator, created_at) FILTER (WHERE verdict IN ('accept', 'reject')) AS reviewed_by, "
+        "max(created_at) AS reviewed_at, count(*) AS review_count "
+        "FROM annotations WHERE kind = 'review' GROUP BY image_id, run_id",
         f"CREATE VIEW label_quality AS SELECT l.image_id, l.run_id, l.path, l.shard, l.status, l.error, "
-        f"l.height, l.width, l.caption, l.phrase, l.category, {quality} FROM labels AS l",
+        f"l.height, l.width, l.caption, l.phrase, l.category, {quality}, r.review_verdict, r.review_comment, "
+        f"r.reviewed_by, r.reviewed_at, coalesce(r.review_verdict = 'reject', false) AS needs_relabel "
+        f"FROM labels AS l LEFT JOIN reviews AS r ON r.image_id = l.image_id AND r.run_id = l.run_id",
     ]
 
 

@@ -1,0 +1,100 @@
+"""The catalog: views only, over Parquet shards; readable read-only with plain duckdb."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+
+from engine.catalog import VIEW_NAMES, RunRecord, Workdir, build_catalog, connect_readonly, summarize
+from engine.labeling import PseudoLabel, labels_to_table
+from engine.masks import decode_rle, encode_rle
+from engine.storage import write_table_atomic
+
+
+def _labels(run_id: str) -> list[PseudoLabel]:
+    mask = np.zeros((4, 6), bool)
+    mask[1:3, 2:5] = True
+    return [
+        PseudoLabel("id-a", "/x/a.jpg", run_id, "shard-00000", "ok", height=4, width=6, caption="a photo of a red car",
+                    phrase="red car", category="car", boxes_xyxy=[[2, 1, 5, 3], [0, 0, 1, 1]], box_scores=[0.9, 0.4],
+                    box_labels=["red car", "car"], mask_rle=encode_rle(mask), best_box_score=0.9, box_count=2,
+                    sam_pred_iou=0.8, stability_score=0.95, mask_area_frac=0.25, components=1,
+                    boundary_smoothness=1.0, quality_score=0.7),
+        PseudoLabel("id-b", "/x/b.jpg", run_id, "shard-00000", "no_object", error="no box", height=4, width=6,
+                    caption="a cat", phrase="cat", category="cat"),
+        PseudoLabel("id-c", "/x/c.jpg", run_id, "shard-00001", "error", error="/x/c.jpg: not an image"),
+    ]
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Workdir:
+    wd = Workdir.at(tmp_path / "wd")
+    labels = _labels("r1")
+    write_table_atomic(labels_to_table(labels[:2]), wd.labels_dir("r1") / "shard-00000.parquet", "f0")
+    write_table_atomic(labels_to_table(labels[2:]), wd.labels_dir("r1") / "shard-00001.parquet", "f1")
+    RunRecord("r1", "build-pseudo-labels", {"captioner": "blip:tiny"}, {"label": {}}, state="completed").save(wd)
+    build_catalog(wd)
+    return wd
+
+
+def test_empty_workdir_has_every_view_with_columns(tmp_path):
+    path = build_catalog(tmp_path)
+    with connect_readonly(path) as con:
+        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        assert set(VIEW_NAMES) <= views
+        assert {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()} == set()
+        for view in VIEW_NAMES:
+            assert con.execute(f"SELECT count(*) FROM {view}").fetchone() == (0,)
+        columns = [r[0] for r in con.execute("DESCRIBE label_quality").fetchall()]
+    for column in ("image_id", "path", "caption", "phrase", "category", "box_count", "best_box_score",
+                   "mask_area_frac", "sam_pred_iou", "quality_score", "status", "error"):
+        assert column in columns
+
+
+def test_views_answer_from_shards(workdir):
+    with duckdb.connect(str(workdir.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT status, count(*) FROM label_quality GROUP BY 1 ORDER BY 1").fetchall() == [
+            ("error", 1), ("no_object", 1), ("ok", 1)]
+        assert con.execute("SELECT box_index, x0, y1, score, label FROM detections ORDER BY box_index").fetchall() == [
+            (1, 2.0, 3.0, pytest.approx(0.9), "red car"), (2, 0.0, 1.0, pytest.approx(0.4), "car")]
+        counts, height, width = con.execute("SELECT mask_rle, height, width FROM masks").fetchone()
+        assert decode_rle(counts, (height, width)).sum() == 6
+        assert con.execute("SELECT category FROM captions ORDER BY category").fetchall() == [("car",), ("cat",)]
+        assert con.execute("SELECT state, flow FROM runs").fetchall() == [("completed", "build-pseudo-labels")]
+        assert con.execute("SELECT error FROM label_quality WHERE status = 'error'").fetchone()[0].startswith("/x/c.jpg")
+
+
+def test_summary(workdir):
+    (run,) = summarize(workdir.catalog_path)
+    assert run.run_id == "r1" and run.images == 3
+    assert run.statuses == {"error": 1, "no_object": 1, "ok": 1}
+    assert run.mean_quality == pytest.approx(0.7) and run.categories == 2
+    assert run.error_examples == ["/x/c.jpg: not an image"]
+
+
+def test_rebuild_while_a_reader_is_open(workdir):
+    reader = connect_readonly(workdir.catalog_path)
+    try:
+        write_table_atomic(labels_to_table(_labels("r2")), workdir.labels_dir("r2") / "shard-00000.parquet", "g")
+        # views are live globs: a shard that lands is visible to an open reader at once
+        assert reader.execute("SELECT count(*) FROM label_quality").fetchone() == (6,)
+        build_catalog(workdir)  # never blocked by the open reader
+    finally:
+        reader.close()
+    with connect_readonly(workdir.catalog_path) as con:
+        assert con.execute("SELECT count(DISTINCT run_id), count(*) FROM label_quality").fetchone() == (2, 6)
+
+
+def test_missing_catalog_message(tmp_path):
+    with pytest.raises(ValueError, match="no catalog here"):
+        connect_readonly(tmp_path / "catalog.duckdb")
+
+
+def test_record_validation():
+    with pytest.raises(ValueError, match="status must be one of"):
+        PseudoLabel("i", "p", "r", "s", "maybe")
+    with pytest.raises(ValueError, match="needs a mask"):
+        PseudoLabel("i", "p", "r", "s", "ok")
+    with pytest.raises(ValueError, match="needs an error message"):
+        PseudoLabel("i", "p", "r", "s", "error")

@@ -1,0 +1,70 @@
+"""The ``sodforge`` command line, run as a user would (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def _run(*args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(BIN / "sodforge"), *args], env=env, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"sodforge {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def cli_env(session_tmp, tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    env["COLUMNS"] = "200"
+    return env
+
+
+@pytest.mark.parametrize("command", [[], ["label"], ["catalog"], ["catalog", "sql"], ["models", "tiny"], ["serve"], ["demo"]])
+def test_every_command_has_help(command, cli_env):
+    result = _run(*command, "--help", env=cli_env)
+    assert "Usage" in result.stdout
+
+
+@pytest.mark.slow
+def test_label_then_query_the_catalog(sample_set, tmp_path, cli_env):
+    workdir = tmp_path / "run"
+    _run("label", str(sample_set), "--workdir", str(workdir), "--models", "tiny", "--shard-size", "4", env=cli_env)
+    assert (workdir / "catalog.duckdb").is_file()
+    assert len(list((workdir / "catalog" / "labels").rglob("shard-*.parquet"))) == 3
+    out = _run("catalog", "sql", "SELECT status, count(*) AS n FROM label_quality GROUP BY 1", "--json",
+               "--workdir", str(workdir), env=cli_env).stdout
+    counts = {row["status"]: row["n"] for row in map(json.loads, out.strip().splitlines())}
+    assert sum(counts.values()) == 12 and set(counts) <= {"ok", "no_object"}
+    summary = _run("catalog", "summary", "--workdir", str(workdir), env=cli_env).stdout
+    assert "labelling run" in summary and "images" in summary and "12" in summary
+
+
+def test_clear_errors_for_bad_input(tmp_path, cli_env):
+    result = _run("label", str(tmp_path / "missing"), "--workdir", str(tmp_path / "w"), env=cli_env, check=False)
+    assert result.returncode == 2 and "images folder not found" in result.stdout
+    result = _run("catalog", "sql", "SELECT 1", "--workdir", str(tmp_path), env=cli_env, check=False)
+    assert result.returncode == 2 and "no catalog here" in result.stdout
+    (tmp_path / "catalog.duckdb").unlink(missing_ok=True)
+    _run("catalog", "build", "--workdir", str(tmp_path), env=cli_env)
+    result = _run("catalog", "sql", "SELECT nope FROM label_quality", "--workdir", str(tmp_path), env=cli_env, check=False)
+    assert result.returncode == 2 and "nope" in result.stdout
+
+
+def test_models_tiny_saves_loadable_models(tmp_path, cli_env):
+    _run("models", "tiny", str(tmp_path / "m"), env=cli_env)
+    from engine.models import load_model, resolve_runtime
+    from engine.params import ModelSpec
+
+    for family in ("blip", "grounding_dino", "sam"):
+        assert (tmp_path / "m" / family / "config.json").is_file()
+    captioner = load_model(ModelSpec("blip", str(tmp_path / "m" / "blip")), resolve_runtime("cpu"))
+    assert captioner.identity.startswith("blip:dir:")

@@ -1,0 +1,57 @@
+"""The labelling flow end to end on generated images with the tiny models."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from engine.catalog import Workdir
+
+
+def _rows(workdir):
+    with duckdb.connect(str(Workdir.at(workdir).catalog_path), read_only=True) as con:
+        return con.execute(
+            "SELECT run_id, image_id, status, error, caption, phrase, box_count, mask_area_frac FROM label_quality "
+            "ORDER BY run_id, image_id"
+        ).fetchall()
+
+
+@pytest.mark.slow
+def test_flow_labels_every_image_once_and_resumes(prefect_harness, sample_set, tmp_path):
+    from flows.build_pseudo_labels import build_pseudo_labels
+
+    workdir = tmp_path / "wd"
+    first = build_pseudo_labels(images=str(sample_set), workdir=str(workdir), shard_size=5, params_file=None)
+    assert first["images"] == 12 and first["shards"] == 3 and first["shards_skipped"] == 0
+    assert first["ok"] + first["no_object"] + first["error"] == 12
+    rows = _rows(workdir)
+    assert len(rows) == 12 and len({r[1] for r in rows}) == 12
+    for _run, _id, status, error, caption, phrase, box_count, area in rows:
+        assert status in ("ok", "no_object")
+        assert caption  # every decodable image got a caption
+        if status == "ok":
+            assert box_count >= 1 and 0 < area <= 1 and error is None
+        else:
+            assert error  # no_object always says why
+
+    again = build_pseudo_labels(images=str(sample_set), workdir=str(workdir), shard_size=5, params_file=None)
+    assert again["run_id"] == first["run_id"] and again["shards_skipped"] == 3
+    assert _rows(workdir) == rows  # nothing redone, no image twice
+
+    changed = build_pseudo_labels(
+        images=str(sample_set), workdir=str(workdir), shard_size=5, params_file=None,
+        overrides={"label": {"box_threshold": 0.9}},
+    )
+    assert changed["run_id"] != first["run_id"] and changed["shards_skipped"] == 0
+    with duckdb.connect(str(Workdir.at(workdir).catalog_path), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT run_id) FROM label_quality").fetchone() == (24, 2)
+        assert con.execute("SELECT count(*) FROM runs WHERE state = 'completed'").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM images").fetchone() == (12,)
+
+
+def test_flow_rejects_missing_images_folder(tmp_path):
+    from flows.build_pseudo_labels import resolve_params
+
+    assert resolve_params(None, "tiny", 7, None).ingest.shard_size == 7
+    with pytest.raises(ValueError, match="unknown model profile"):
+        resolve_params(None, "nope", None, None).models.specs()
