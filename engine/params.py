@@ -39,6 +39,21 @@ class ModelSpec:
     revision: str | None = None
 
 
+DEFAULT_PROFILES: dict[str, dict[str, str]] = {
+    "tiny": {"captioner": "tiny", "grounder": "tiny", "segmenter": "tiny"},
+    "base": {
+        "captioner": "Salesforce/blip-image-captioning-base",
+        "grounder": "IDEA-Research/grounding-dino-tiny",
+        "segmenter": "facebook/sam-vit-base",
+    },
+    "large": {
+        "captioner": "Salesforce/blip-image-captioning-large",
+        "grounder": "IDEA-Research/grounding-dino-base",
+        "segmenter": "facebook/sam-vit-huge",
+    },
+}
+
+
 @dataclass(frozen=True)
 class ModelsParams:
     """Which models label the images, on which device and in which precision."""
@@ -46,17 +61,14 @@ class ModelsParams:
     profile: str = "tiny"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    profiles: dict[str, dict[str, str]] = field(default_factory=dict)
+    profiles: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
 
     def specs(self, profile: str | None = None) -> dict[str, ModelSpec]:
         """The captioner / grounder / segmenter specs of ``profile`` (default: ``self.profile``)."""
         name = profile or self.profile
-        if name == "tiny" and "tiny" not in self.profiles:
-            table = {"captioner": "tiny", "grounder": "tiny", "segmenter": "tiny"}
-        elif name in self.profiles:
-            table = self.profiles[name]
-        else:
-            raise ValueError(f"unknown model profile {name!r}; known: {sorted({'tiny', *self.profiles})}")
+        table = self.profiles.get(name) or DEFAULT_PROFILES.get(name)
+        if table is None:
+            raise ValueError(f"unknown model profile {name!r}; known: {sorted({*DEFAULT_PROFILES, *self.profiles})}")
         families = {"captioner": "blip", "grounder": "grounding_dino", "segmenter": "sam"}
         missing = sorted(set(families) - set(table))
         if missing:

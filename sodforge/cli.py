@@ -60,7 +60,9 @@ def sample(
 def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
                batch_size: int | None) -> dict:
     from flows.build_pseudo_labels import build_pseudo_labels
+    from sodforge.env import quiet_model_libraries
 
+    quiet_model_libraries()
     overrides = {"label": {"batch_size": batch_size}} if batch_size else None
     return build_pseudo_labels(
         images=str(images), workdir=str(workdir), models=models, shard_size=shard_size,

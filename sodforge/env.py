@@ -31,3 +31,15 @@ def configure_environment() -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+
+
+def quiet_model_libraries() -> None:
+    """Hide per-load progress bars and advisory warnings of transformers (call before labelling)."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message="The value of the smallest subnormal")
+    warnings.filterwarnings("ignore", message="The key `labels` is will return integer ids")
