@@ -105,5 +105,28 @@ def _publish_summary(catalog: str, summary: dict[str, Any]) -> None:
     create_table_artifact(rows, key="pseudo-label-run", description=f"Labelling run {summary['run_id']}")
 
 
+def task_runner(dask_workers: int = 0, dask_address: str | None = None):
+    """Threads in this process by default; Dask (prefect-dask) to scale out.
+
+    ``dask_address`` connects to an existing cluster (``tcp://scheduler:8786``); ``dask_workers > 0``
+    starts a local cluster of that many single-threaded worker processes bound to 127.0.0.1. Each
+    worker process loads the models once and keeps them.
+    """
+    if dask_address and dask_workers:
+        raise ValueError("give either dask_address (an existing cluster) or dask_workers (a local one), not both")
+    if not dask_address and dask_workers <= 0:
+        return ThreadPoolTaskRunner(max_workers=1)
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": dask_workers, "threads_per_worker": 1, "processes": True,
+            "host": "127.0.0.1", "dashboard_address": None,
+        }
+    )
+
+
 if __name__ == "__main__":
     print(build_pseudo_labels())

@@ -58,13 +58,14 @@ def sample(
 
 
 def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
-               batch_size: int | None) -> dict:
-    from flows.build_pseudo_labels import build_pseudo_labels
+               batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None) -> dict:
+    from flows.build_pseudo_labels import build_pseudo_labels, task_runner
     from sodforge.env import quiet_model_libraries
 
     quiet_model_libraries()
     overrides = {"label": {"batch_size": batch_size}} if batch_size else None
-    return build_pseudo_labels(
+    flow = build_pseudo_labels.with_options(task_runner=task_runner(dask_workers, dask_address))
+    return flow(
         images=str(images), workdir=str(workdir), models=models, shard_size=shard_size,
         params_file=str(params) if params else None, overrides=overrides,
     )
@@ -78,6 +79,8 @@ def label(
     shard_size: Annotated[int | None, typer.Option(help="Images per shard (default: params.yaml or 512).")] = None,
     params: Annotated[Path | None, typer.Option(help="params.yaml to read (default: ./params.yaml if present).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
+    dask_workers: Annotated[int, typer.Option(help="Scale out on a local Dask cluster of N worker processes (127.0.0.1).")] = 0,
+    dask_address: Annotated[str | None, typer.Option(help="Scale out on an existing Dask cluster (tcp://host:8786).")] = None,
 ) -> None:
     """Run the labelling flow in-process (no server needed); the catalog lands in WORKDIR."""
     if not images.is_dir():
@@ -85,7 +88,7 @@ def label(
     if params is None and Path("params.yaml").is_file():
         params = Path("params.yaml")
     try:
-        summary = _run_label(images, workdir, models, shard_size, params, batch_size)
+        summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address)
     except ValueError as err:
         _fail(str(err))
     console.print_json(json.dumps(summary))
