@@ -1,0 +1,153 @@
+"""``sodforge evaluate`` (prediction folders vs benchmark masks) and ``sodforge evaluate-labels``
+(a labelling run's masks vs true masks). Both write the contract-6 metrics JSON and, with ``--out``,
+tables, PR / F-threshold curves (PNG + DVC plot CSV) and TP/FP/FN overlays of the worst images."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+ParamsOpt = Annotated[Path | None, typer.Option(help="params.yaml to read the 'evaluate' section from "
+                                                     "(default: ./params.yaml if present).")]
+MissingOpt = Annotated[str | None, typer.Option(
+    help="A ground-truth image without a usable prediction: error (stop, naming the files), "
+         "empty (score as an all-zero map, warn per image) or skip (leave out, warn per image). "
+         "Default: params.yaml evaluate.missing, else error.")]
+WorstOpt = Annotated[int | None, typer.Option(help="Overlays for the N highest-MAE images per dataset (0: none).")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Metrics JSON to write (default: OUT/metrics.json).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder for table.md, curves (PNG + CSV), overlays, details.")]
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("sodforge")
+    if not logger.handlers:
+        logger.addHandler(RichHandler(console=err_console, show_time=False, show_path=False))
+        logger.setLevel(logging.INFO)
+
+
+def _params(params: Path | None, missing: str | None, worst: int | None):
+    from engine.metrics import EvaluateParams
+    from engine.params import load_section
+
+    if params is None and Path("params.yaml").is_file():
+        params = Path("params.yaml")
+    overrides = {k: v for k, v in {"missing": missing, "worst": worst}.items() if v is not None}
+    return load_section(params, "evaluate", EvaluateParams, overrides)
+
+
+def _show(reports, method: str, written: dict[str, str]) -> None:
+    from engine.metrics import COUNT_KEYS, METRIC_KEYS, metrics_block
+
+    table = Table("measure", *(r.name for r in reports), title=f"evaluation: {method}")
+    blocks = [metrics_block(r) for r in reports]
+    for key in METRIC_KEYS:
+        table.add_row(key, *("-" if b[key] is None else f"{b[key]:.4f}" for b in blocks))
+    for key in COUNT_KEYS:
+        table.add_row(key, *(str(b[key]) for b in blocks))
+    console.print(table)
+    for report in reports:
+        gaps = len(report.empty_predictions) + len(report.skipped)
+        if gaps:
+            console.print(f"[yellow]{report.name}: {len(report.empty_predictions)} scored as empty maps, "
+                          f"{len(report.skipped)} skipped[/yellow] (see details.json)")
+    for kind, path in written.items():
+        console.print(f"{kind:12s} {path}")
+
+
+def evaluate(
+    pred: Annotated[Path | None, typer.Option(help="Prediction folder (with --config: a folder holding one "
+                                                   "sub-folder per dataset name).")] = None,
+    gt: Annotated[Path | None, typer.Option(help="Ground-truth mask folder, or a set folder with Mask/ (masks/) "
+                                                 "and Image/ (images/).")] = None,
+    config: Annotated[Path | None, typer.Option(help="PySODEvalToolkit-style JSON of datasets "
+                                                     "({name: {image, mask, optional pred}}), instead of --gt.")] = None,
+    json_out: JsonOpt = None,
+    out: OutOpt = None,
+    method: Annotated[str | None, typer.Option(help="Row name in the tables (default: the --pred folder's name).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name with --gt (default: the set folder's name).")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image folder for overlays with --gt (default: found beside the masks).")] = None,
+    missing: MissingOpt = None,
+    worst: WorstOpt = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Score saliency maps against ground-truth masks with PySODMetrics (MAE, S, wF, adp/mean/max F and E)."""
+    from engine.metrics import (
+        evaluate_folder_dataset,
+        load_dataset_config,
+        single_spec,
+        with_pred_root,
+        write_outputs,
+    )
+
+    _setup_logging()
+    if (gt is None) == (config is None):
+        _fail("give exactly one of --gt DIR or --config FILE")
+    if pred is None and gt is not None:
+        _fail("--pred DIR is required with --gt")
+    try:
+        settings = _params(params, missing, worst)
+        specs = [single_spec(gt, pred, dataset, images)] if gt else [
+            with_pred_root(s, pred) for s in load_dataset_config(config)]
+        reports = [evaluate_folder_dataset(spec, out, settings) for spec in specs]
+        method = method or (pred.resolve().name if pred else config.stem)
+        written = write_outputs(reports, method, out, json_out, {"predictions": str(pred) if pred else None})
+    except ValueError as err:
+        _fail(str(err))
+    if json_out is None and out is None:
+        from engine.metrics import metrics_block
+
+        typer.echo(json.dumps({r.name: metrics_block(r) for r in reports}, indent=2))
+        return
+    _show(reports, method, written)
+
+
+def evaluate_labels(
+    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Workdir of the labelling run (catalog/labels/run=*/).")],
+    gt: Annotated[Path, typer.Option(help="Folder of true masks, matched to labelled images by file stem.")],
+    run: Annotated[str | None, typer.Option(help="Labelling run id (default: the newest).")] = None,
+    json_out: JsonOpt = None,
+    out: OutOpt = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (default: the mask folder's set name).")] = None,
+    missing: MissingOpt = None,
+    worst: WorstOpt = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Score a labelling run's pseudo-labels against true masks; labels not 'ok' count as empty maps."""
+    from engine.metrics import evaluate_label_run, write_outputs
+
+    _setup_logging()
+    try:
+        settings = _params(params, missing, worst)
+        report, run_id = evaluate_label_run(workdir, gt, run, dataset, out, settings)
+        extra = {"labelling_run": run_id, "workdir": str(workdir),
+                 "non_ok_labels": "labels whose status is not 'ok' are scored as empty predictions"}
+        written = write_outputs([report], f"pseudo-labels {run_id}", out, json_out, extra)
+    except ValueError as err:
+        _fail(str(err))
+    if json_out is None and out is None:
+        from engine.metrics import metrics_block
+
+        typer.echo(json.dumps({report.name: metrics_block(report)}, indent=2))
+        return
+    _show([report], f"pseudo-labels {run_id}", written)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
+    app.command("evaluate-labels")(evaluate_labels)
