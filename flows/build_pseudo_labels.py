@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from engine.catalog import RunRecord, Workdir, summarize
+from engine.catalog import RunRecord, Workdir, connect_readonly, summarize
 from engine.catalog.runs import utc_now
 from engine.labeling import labelling_run_id
+from engine.labeling.preview import contact_sheet
 from engine.labeling.shard import shard_fingerprint
 from engine.models.registry import model_identities
 from engine.params import as_dict, load_params
@@ -81,7 +82,7 @@ def build_pseudo_labels(
         )
         for m in manifest_paths
     ]
-    results = [f.result() for f in futures]
+    results = _gather_with_progress(futures, logger)
 
     counts = {s: sum(r["counts"].get(s, 0) for r in results) for s in ("ok", "no_object", "error")}
     record.state, record.finished_at = "completed", utc_now()
@@ -94,15 +95,59 @@ def build_pseudo_labels(
         "run_id": run_id, "catalog": catalog, "images": record.images, **counts,
         "shards": record.shards, "shards_skipped": record.shards_skipped, "seconds": round(record.seconds, 2),
     }
-    _publish_summary(catalog, summary)
+    _publish_summary(catalog, summary, wd)
     return summary
 
 
-def _publish_summary(catalog: str, summary: dict[str, Any]) -> None:
+def _gather_with_progress(futures: list, logger) -> list[dict[str, Any]]:
+    """Wait for the shard futures in order, logging images done, throughput and ETA."""
+    started, done_images, results = time.perf_counter(), 0, []
+    for index, future in enumerate(futures, start=1):
+        result = future.result()
+        results.append(result)
+        done_images += sum(result["counts"].values())
+        elapsed = time.perf_counter() - started
+        rate = done_images / elapsed if elapsed > 0 else 0.0
+        eta = (len(futures) - index) * elapsed / index
+        logger.info("progress: %d/%d shards, %d images, %.1f img/s, ETA %.0f s", index, len(futures), done_images, rate, eta)
+    return results
+
+
+def _publish_summary(catalog: str, summary: dict[str, Any], workdir: Workdir) -> None:
     runs = [r for r in summarize(catalog) if r.run_id == summary["run_id"]]
     top = ", ".join(f"{c} ({n})" for c, n in runs[0].top_categories) if runs else ""
     rows = [{"measure": k, "value": str(v)} for k, v in summary.items()] + [{"measure": "top categories", "value": top}]
     create_table_artifact(rows, key="pseudo-label-run", description=f"Labelling run {summary['run_id']}")
+    sheets = render_previews(catalog, summary["run_id"], workdir.reports_dir / f"run={summary['run_id']}")
+    if sheets:
+        lines = [f"- {name}: `{path}`" for name, path in sheets.items()]
+        create_markdown_artifact(
+            "# Pseudo-label previews\n\nMask in red, boxes in yellow.\n\n" + "\n".join(lines),
+            key="pseudo-label-previews", description=f"Contact sheets of run {summary['run_id']}",
+        )
+
+
+def render_previews(catalog: str, run_id: str, out_dir: Path, count: int = 16) -> dict[str, Path]:
+    """Contact sheets of the best- and worst-quality labels and of the errors of ``run_id``."""
+    selections = {
+        "lowest_quality": "status = 'ok' ORDER BY quality_score ASC, image_id",
+        "highest_quality": "status = 'ok' ORDER BY quality_score DESC, image_id",
+        "not_ok": "status <> 'ok' ORDER BY status, image_id",
+    }
+    sheets = {}
+    with connect_readonly(catalog) as con:
+        for name, where in selections.items():
+            cursor = con.execute(
+                "SELECT l.*, m.mask_rle, d.boxes_xyxy FROM label_quality l "
+                "LEFT JOIN masks m USING (image_id, run_id) "
+                "LEFT JOIN (SELECT image_id, run_id, list([x0, y0, x1, y1]) AS boxes_xyxy FROM detections GROUP BY ALL) d "
+                f"USING (image_id, run_id) WHERE run_id = ? AND {where} LIMIT ?", [run_id, count],
+            )
+            columns = [c[0] for c in cursor.description]
+            rows = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
+            if rows:
+                sheets[name] = contact_sheet(rows, out_dir / f"{name}.png")
+    return sheets
 
 
 def task_runner(dask_workers: int = 0, dask_address: str | None = None):

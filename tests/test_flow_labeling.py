@@ -34,6 +34,9 @@ def test_flow_labels_every_image_once_and_resumes(prefect_harness, sample_set, t
         else:
             assert error  # no_object always says why
 
+    sheet = workdir / "reports" / f"run={first['run_id']}" / ("highest_quality.png" if first["ok"] else "not_ok.png")
+    assert sheet.is_file() and sheet.stat().st_size > 1000  # contact sheet rendered for people
+
     again = build_pseudo_labels(images=str(sample_set), workdir=str(workdir), shard_size=5, params_file=None)
     assert again["run_id"] == first["run_id"] and again["shards_skipped"] == 3
     assert _rows(workdir) == rows  # nothing redone, no image twice
