@@ -62,9 +62,15 @@ class ModelsParams:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     profiles: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
+    # Fine-tuned BLIP (finetune-captioner); replaces the profile's captioner once it is finished and was
+    # fine-tuned from that same captioner (see engine.captioning.checkpoint).
+    captioner_checkpoint: str | None = None
 
-    def specs(self, profile: str | None = None) -> dict[str, ModelSpec]:
-        """The captioner / grounder / segmenter specs of ``profile`` (default: ``self.profile``)."""
+    def specs(self, profile: str | None = None, finetuned: bool = True) -> dict[str, ModelSpec]:
+        """The captioner / grounder / segmenter specs of ``profile`` (default: ``self.profile``).
+
+        With ``finetuned`` (default), a finished ``captioner_checkpoint`` replaces the captioner.
+        """
         name = profile or self.profile
         table = self.profiles.get(name) or DEFAULT_PROFILES.get(name)
         if table is None:
@@ -73,6 +79,10 @@ class ModelsParams:
         missing = sorted(set(families) - set(table))
         if missing:
             raise ValueError(f"model profile {name!r} lacks {missing}")
+        if finetuned and self.captioner_checkpoint:
+            from engine.captioning.checkpoint import finetuned_source
+
+            table = {**table, "captioner": finetuned_source(self.captioner_checkpoint, str(table["captioner"])) or table["captioner"]}
         return {role: ModelSpec(families[role], str(table[role])) for role in families}
 
 
