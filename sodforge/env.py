@@ -23,6 +23,7 @@ def configure_environment() -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(prefect_home / "storage"),
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",  # slow, busy machines
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "DVC_NO_ANALYTICS": "1",
         "TOKENIZERS_PARALLELISM": "false",
