@@ -1,0 +1,95 @@
+"""Parameters of ``train-sod`` (section ``train`` of params.yaml), as a frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from engine.params import load_section
+from engine.sod.losses import LossWeights
+from engine.sod.model import ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Model, data, optimisation and loss settings of one training run.
+
+    ``labels`` is the label source: a folder of label shards (one run, or ``run=<id>/`` folders, of
+    which ``run_id`` picks one; the newest when ``run_id`` is None). ``size_hw`` is the training and
+    inference input size (multiples of 32). ``precision``: ``auto`` = bf16-mixed on GPU, 32-true on CPU.
+    """
+
+    labels: str = "data/gt-labels/sample"
+    run_id: str | None = None
+    backbone: str = "tiny"
+    checkpoint: str | None = None
+    width: int = 16
+    upsample: Literal["dynamic", "bilinear"] = "dynamic"
+    edge_branch: bool = True
+    groups: int = 4
+    size_hw: tuple[int, int] = (96, 128)
+    epochs: int = 40
+    batch_size: int = 8
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: Literal["cosine", "constant"] = "cosine"
+    loss_bce: float = 1.0
+    loss_partial_bce: float = 1.0
+    loss_iou: float = 1.0
+    loss_edge: float = 1.0
+    confident_low: float = 0.1
+    confident_high: float = 0.9
+    band_px: int = 2
+    edge_radius: int = 1
+    val_fraction: float = 0.25
+    min_quality: float | None = None
+    hflip: bool = True
+    seed: int = 0
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: int = 1
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.upsample in ("dynamic", "bilinear"), f"upsample must be dynamic|bilinear, got {self.upsample!r}"),
+            (self.optimizer in ("adamw", "sgd"), f"optimizer must be adamw|sgd, got {self.optimizer!r}"),
+            (self.schedule in ("cosine", "constant"), f"schedule must be cosine|constant, got {self.schedule!r}"),
+            (len(self.size_hw) == 2 and all(s > 0 and s % 32 == 0 for s in self.size_hw),
+             f"size_hw must be two positive multiples of 32, got {self.size_hw}"),
+            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
+            (0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}"),
+            (self.width % self.groups == 0, f"width ({self.width}) must be divisible by groups ({self.groups})"),
+            (0.0 <= self.confident_low < self.confident_high <= 1.0, "need 0 <= confident_low < confident_high <= 1"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"train params: {message}")
+        object.__setattr__(self, "size_hw", tuple(int(s) for s in self.size_hw))
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(self.backbone, self.checkpoint, self.width, self.upsample, self.edge_branch,
+                           self.groups, self.size_hw)
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(self.loss_bce, self.loss_partial_bce, self.loss_iou, self.loss_edge,
+                           self.confident_low, self.confident_high, self.band_px, self.edge_radius)
+
+    # Not part of the resume fingerprint: devices/workers do not change the run; the label source
+    # enters the fingerprint through the content of the rows it yields, not through its path.
+    NON_RESULT_KEYS = ("num_workers", "accelerator", "devices", "labels", "run_id")
+
+    def result_params(self) -> dict[str, Any]:
+        """Parameters that change the trained weights (for the resume fingerprint)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NON_RESULT_KEYS}
+
+
+def load_train_params(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainParams:
+    """Section ``train`` of ``path`` (defaults when None) with ``overrides`` (``None`` values ignored)."""
+    clean = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return load_section(path, "train", TrainParams, clean)
