@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 import numpy as np
 import pytest
 
@@ -98,3 +99,18 @@ def test_record_validation():
         PseudoLabel("i", "p", "r", "s", "ok")
     with pytest.raises(ValueError, match="needs an error message"):
         PseudoLabel("i", "p", "r", "s", "error")
+
+
+def test_refined_versions_join_the_views_with_their_extra_columns(workdir):
+    with connect_readonly(workdir.catalog_path) as con:  # no refined run yet: the columns exist, NULL
+        assert con.execute("SELECT count(cue_agreement), count(*) FROM label_quality").fetchone() == (0, 3)
+    table = labels_to_table(_labels("refine-x")[:1])
+    table = table.append_column("cue_agreement", pa.array([0.75], pa.float32()))
+    table = table.append_column("refine_change", pa.array([0.1], pa.float32()))
+    write_table_atomic(table, workdir.refined_root / "run=refine-x" / "shard-00000.parquet", "r")
+    build_catalog(workdir)
+    with connect_readonly(workdir.catalog_path) as con:
+        assert con.execute(
+            "SELECT run_id, cue_agreement, refine_change FROM label_quality WHERE cue_agreement IS NOT NULL"
+        ).fetchall() == [("refine-x", pytest.approx(0.75), pytest.approx(0.1))]
+        assert con.execute("SELECT count(*) FROM masks").fetchone() == (2,)

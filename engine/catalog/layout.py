@@ -32,6 +32,11 @@ class Workdir:
         return self.labels_root / f"run={run_id}"
 
     @property
+    def refined_root(self) -> Path:
+        """Label versions written by refine-labels (``run=refine-<id>/``), kept apart from labelling runs."""
+        return self.data / "labels_refined"
+
+    @property
     def runs_dir(self) -> Path:
         return self.data / "runs"
 

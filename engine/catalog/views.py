@@ -72,17 +72,34 @@ def _duck_type(arrow_type: pa.DataType) -> str:
     raise TypeError(f"no DuckDB type for {arrow_type}")
 
 
-def _source_sql(directory: Path, schema: pa.Schema) -> str:
-    """A live glob over ``directory``'s Parquet files, or an empty typed relation if none exist yet.
+def _source_sql(directories: Path | list[Path], schema: pa.Schema) -> str:
+    """A live glob over the directories' Parquet files, or an empty typed relation if none exist yet.
 
     Temporary files (``.name.parquet.<random>.tmp``) never match the glob, so a reader sees only
     whole shards; shards that land after the build are visible at once.
     """
-    if directory.is_dir() and any(directory.rglob("*.parquet")):
-        pattern = str(directory / "**" / "*.parquet").replace("'", "''")
-        return f"SELECT * FROM read_parquet('{pattern}', union_by_name = true, hive_partitioning = false)"
+    directories = directories if isinstance(directories, list) else [directories]
+    patterns = [
+        "'" + str(d / "**" / "*.parquet").replace("'", "''") + "'"
+        for d in directories
+        if d.is_dir() and any(d.rglob("*.parquet"))
+    ]
+    if patterns:
+        return f"SELECT * FROM read_parquet([{', '.join(patterns)}], union_by_name = true, hive_partitioning = false)"
     columns = ", ".join(f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in schema)
     return f"SELECT {columns} WHERE false"
+
+
+# Columns that only some label versions carry (refine-labels adds them); NULL where absent.
+OPTIONAL_LABEL_COLUMNS = {"cue_agreement": "FLOAT", "refine_change": "FLOAT", "source_run": "VARCHAR"}
+
+
+def _labels_sql(workdir: Workdir) -> str:
+    source = _source_sql([workdir.labels_root, workdir.refined_root], LABEL_SCHEMA)
+    with duckdb.connect() as con:
+        present = {row[0] for row in con.execute(f"DESCRIBE {source}").fetchall()}
+    extra = [f"CAST(NULL AS {kind}) AS {name}" for name, kind in OPTIONAL_LABEL_COLUMNS.items() if name not in present]
+    return f"SELECT *{''.join(', ' + e for e in extra)} FROM ({source})"
 
 
 def view_statements(workdir: Workdir) -> list[str]:
@@ -92,7 +109,7 @@ def view_statements(workdir: Workdir) -> list[str]:
         f"CREATE VIEW images AS {_source_sql(workdir.manifest_dir, MANIFEST_SCHEMA)}",
         f"CREATE VIEW annotations AS {_source_sql(workdir.annotations_dir, ANNOTATION_SCHEMA)}",
         f"CREATE VIEW runs AS {_source_sql(workdir.runs_dir, RUN_SCHEMA)}",
-        f"CREATE VIEW labels AS {_source_sql(workdir.labels_root, LABEL_SCHEMA)}",
+        f"CREATE VIEW labels AS {_labels_sql(workdir)}",
         "CREATE VIEW captions AS SELECT image_id, run_id, caption, phrase, category FROM labels "
         "WHERE caption IS NOT NULL",
         "CREATE VIEW detections AS SELECT image_id, run_id, i AS box_index, boxes_xyxy[i][1] AS x0, "
@@ -107,7 +124,8 @@ def view_statements(workdir: Workdir) -> list[str]:
         "max(created_at) AS reviewed_at, count(*) AS review_count "
         "FROM annotations WHERE kind = 'review' GROUP BY image_id, run_id",
         f"CREATE VIEW label_quality AS SELECT l.image_id, l.run_id, l.path, l.shard, l.status, l.error, "
-        f"l.height, l.width, l.caption, l.phrase, l.category, {quality}, r.review_verdict, r.review_comment, "
+        f"l.height, l.width, l.caption, l.phrase, l.category, {quality}, l.cue_agreement, l.refine_change, "
+        f"l.source_run, r.review_verdict, r.review_comment, "
         f"r.reviewed_by, r.reviewed_at, coalesce(r.review_verdict = 'reject', false) AS needs_relabel "
         f"FROM labels AS l LEFT JOIN reviews AS r ON r.image_id = l.image_id AND r.run_id = l.run_id",
     ]
