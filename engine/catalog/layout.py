@@ -29,7 +29,9 @@ class Workdir:
         return self.data / "labels"
 
     def labels_dir(self, run_id: str) -> Path:
-        return self.labels_root / f"run={run_id}"
+        """Shard folder of a label version: ``labels/run=<id>`` or, for ``refine-*`` runs, ``labels_refined/``."""
+        root = self.refined_root if run_id.startswith("refine-") else self.labels_root
+        return root / f"run={run_id}"
 
     @property
     def refined_root(self) -> Path:

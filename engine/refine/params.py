@@ -103,7 +103,7 @@ class RefineParams:
     checkpoint: str | None = None  # MoCo-v2 / torchvision ResNet-50 weights (None: random init)
     size: int = 320  # square training side, px
     batch_size: int = 8
-    num_workers: int = 2
+    num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch CPU threads (1 on shared CPUs: oversubscription is ~20x slower)
     seed: int = 0
