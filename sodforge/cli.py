@@ -99,35 +99,50 @@ def label(
 def demo(
     workdir: WorkdirOpt = Path("demo-run"),
     count: Annotated[int, typer.Option(help="Sample images to generate.")] = 48,
-    shard_size: Annotated[int, typer.Option(help="Images per shard.")] = 16,
+    params: Annotated[Path | None, typer.Option(help="params.yaml (default: the project's, CPU-sized).")] = None,
 ) -> None:
-    """Generate a sample set and label it end to end with the tiny models; print where to look."""
+    """Generate a sample set and run the whole chain on it with the tiny models (label -> refine ->
+    train -> evaluate); print the summary, the evaluation table and where to look."""
     from engine.datasets import generate_sample_set
+    from flows.data_engine import data_engine
+    from sodforge.env import quiet_model_libraries
 
-    timings = {}
+    quiet_model_libraries()
+    params = params or (project_root() / "params.yaml")
     started = time.perf_counter()
     raw = workdir / "raw"
     generate_sample_set(raw, count=count)
-    timings["generate sample set"] = time.perf_counter() - started
-    console.rule("labelling (build-pseudo-labels flow, tiny models)")
-    step = time.perf_counter()
-    summary = _run_label(raw, workdir, "tiny", shard_size, None, None)
-    timings["label (flow incl. Prefect start)"] = time.perf_counter() - step
-    console.rule("summary")
+    console.rule("data-engine flow: build-pseudo-labels -> refine-labels -> train-sod -> evaluate (tiny models)")
+    summary = data_engine(images=str(raw), workdir=str(workdir), models="tiny",
+                          params_file=str(params) if params.is_file() else None)
+    console.rule("labelling summary")
     _print_summary(workdir / "catalog.duckdb")
-    table = Table("stage", "seconds")
-    for name, seconds in {**timings, "total": time.perf_counter() - started}.items():
-        table.add_row(name, f"{seconds:.1f}")
-    console.print(table)
+    console.rule("evaluation against the true masks")
+    _print_metrics(workdir / "reports" / "data-engine")
+    console.print(f"total: {time.perf_counter() - started:.0f} s (labelling run {summary['labelling_run']}, "
+                  f"refined run {summary['refined_run']})")
     console.print(
-        f"\n[bold yellow]Tiny random models give meaningless masks.[/bold yellow] They exercise every step "
-        "offline; real labels need real weights:\n"
-        f"  sodforge label {raw} --workdir run-base --models base      (Hugging Face ids in params.yaml)\n"
-        "  or set models.profiles.<name>.{captioner,grounder,segmenter} in params.yaml to local directories.\n\n"
-        f"Where to look:\n  catalog     {summary['catalog']}\n"
-        f"  shards      {workdir / 'catalog'}\n  images      {raw / 'images'} (true masks in {raw / 'masks'})\n"
-        f"  query       sodforge catalog sql \"SELECT status, count(*) FROM label_quality GROUP BY 1\" --workdir {workdir}"
+        "\n[bold yellow]Tiny random models give meaningless masks[/bold yellow] (hence the poor scores above): "
+        "they exercise every step offline. Real labels need real weights:\n"
+        f"  sodforge label {raw} --workdir run-base --models base     (Hugging Face ids; see params.yaml profiles)\n"
+        "  or point models.profiles.<name>.{captioner,grounder,segmenter} at local directories or official .pth files.\n\n"
+        f"Where to look:\n  catalog      {workdir / 'catalog.duckdb'}   (sodforge catalog summary --workdir {workdir})\n"
+        f"  label shards {workdir / 'catalog'}\n  previews     {workdir / 'reports'}/run=*/ (contact sheets)\n"
+        f"  evaluation   {workdir / 'reports' / 'data-engine'}/*/ (metrics.json, table, PR curves, overlays)\n"
+        f"  model        {workdir / 'models' / 'sod' / 'model.pt'}\n"
+        f"  query        sodforge catalog sql \"SELECT status, count(*) FROM label_quality GROUP BY 1\" --workdir {workdir}"
     )
+
+
+def _print_metrics(reports: Path) -> None:
+    """One row per metrics.json under ``reports`` (full set of measures: the JSON and table.md)."""
+    keys = ("MAE", "Smeasure", "wFmeasure", "maxFm", "meanFm", "meanEm")
+    table = Table("scored", "n", *keys)
+    for path in sorted(reports.glob("*/metrics.json")):
+        for block in json.loads(path.read_text()).values():
+            table.add_row(path.parent.name.replace("_", " "), str(block.get("images", "")),
+                          *(f"{block[k]:.3f}" for k in keys))
+    console.print(table)
 
 
 @app.command()
