@@ -31,6 +31,19 @@ _STOP = frozenset(
 )
 
 
+_COLOURS = frozenset(
+    "red green blue yellow white black orange purple pink gray grey brown silver gold golden beige".split()
+)
+
+
+def _is_verb_form(word: str, following: str | None) -> bool:
+    """``sitting`` always ends a noun phrase; ``parked`` only before a preposition/article or at the end
+    ("red car parked on a street"), so adjectives like "striped shirt" stay in the phrase."""
+    if word.endswith("ing") and len(word) > 5:
+        return True
+    return word.endswith("ed") and len(word) > 4 and (following is None or following in _STOP or following in _DETERMINERS)
+
+
 @dataclass(frozen=True)
 class Phrase:
     """``text``: the noun phrase handed to the grounder (may be empty); ``category``: its head noun."""
@@ -63,7 +76,7 @@ def extract_phrase(caption: str, max_words: int = 4) -> Phrase:
     """The salient object's noun phrase in ``caption`` and its category (both '' when none)."""
     text = " ".join(w for w in _tokens(caption) if w not in _ARTEFACTS or w == "there")
     for _ in range(3):
-        stripped = _FRAMING.sub("", _LEADING.sub("", text))
+        stripped = _FRAMING.sub("", _LEADING.sub("", text + " ")).strip()  # " " so "a photo of" strips too
         if stripped == text:
             break
         text = stripped
@@ -71,8 +84,12 @@ def extract_phrase(caption: str, max_words: int = 4) -> Phrase:
     while words and words[0] in _DETERMINERS:
         words.pop(0)
     phrase_words: list[str] = []
-    for word in words:
-        if word in _STOP or (word.endswith("ing") and len(word) > 5 and phrase_words):
+    for index, word in enumerate(words):
+        following = words[index + 1] if index + 1 < len(words) else None
+        if word == "and" and phrase_words and phrase_words[-1] in _COLOURS and following in _COLOURS:
+            phrase_words.append(word)  # "black and white cat" is one phrase
+            continue
+        if word in _STOP or (phrase_words and _is_verb_form(word, following)):
             break
         if word in _DETERMINERS:
             continue

@@ -1,8 +1,9 @@
 """Model registry: ``family`` -> loader. Nothing is loaded at import; each process loads once.
 
 A source is resolved to a local directory (built-in ``tiny``, a local ``save_pretrained``
-directory, or a Hugging Face id found in the local HF cache or downloaded when online) and loaded
-with the real ``from_pretrained`` classes.
+directory, a Hugging Face id found in the local HF cache or downloaded when online, or an official
+SAM / GroundingDINO ``.pth`` converted once into ``$SODFORGE_CACHE/converted``) and loaded with the
+real ``from_pretrained`` classes.
 """
 
 from __future__ import annotations
@@ -38,10 +39,15 @@ def resolve_source(spec: ModelSpec) -> ResolvedSource:
         if not (path / "config.json").is_file():
             raise ValueError(f"{path}: not a saved model directory (no config.json)")
         return ResolvedSource(path, f"{spec.family}:dir:{directory_identity(path)}")
+    if path.is_file() and path.suffix in (".pth", ".pt"):
+        from engine.models.convert import convert_cached  # official checkpoint: converted once, cached
+
+        directory, digest = convert_cached(spec.family, path)
+        return ResolvedSource(directory, f"{spec.family}:pth:{digest}")
     if path.suffix in (".pth", ".pt", ".bin", ".safetensors") or path.exists():
         raise ValueError(
-            f"{path}: official checkpoint files are not supported for family {spec.family!r} yet "
-            "(convert it into a transformers directory first)"
+            f"{path}: only official .pth/.pt checkpoints (SAM, GroundingDINO) or save_pretrained directories "
+            f"are supported for family {spec.family!r}"
             if path.exists()
             else f"{path}: model file not found"
         )

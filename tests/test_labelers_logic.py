@@ -1,0 +1,188 @@
+"""Labelling logic on hand-made inputs: phrases, NMS, box policies, thresholds, quality signals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.labeling.boxes import box_iou, nms, select_boxes
+from engine.labeling.phrase import Phrase, extract_phrase
+from engine.labeling.quality import area_term, measure, quality_score
+from engine.masks import boundary_smoothness, connected_components, mask_area_fraction
+from engine.models.outputs import Detections
+from engine.params import LabelParams
+
+
+@pytest.mark.parametrize(
+    "caption, phrase, category",
+    [
+        ("a photo of a red car parked on a street", "red car", "car"),
+        ("a close up of a red car parked on a street", "red car", "car"),
+        ("arafed dog sitting on a couch", "dog", "dog"),
+        ("there are two cats on a bed", "cats", "cat"),
+        ("a black and white photo of a cat", "cat", "cat"),
+        ("a black and white cat sitting on a chair", "black and white cat", "cat"),
+        ("a man riding a horse", "man", "man"),
+        ("a woman is holding an umbrella", "woman", "woman"),
+        ("an image of a bird flying over water", "bird", "bird"),
+        ("a picture of the eiffel tower", "eiffel tower", "tower"),
+        ("two dogs playing in the grass", "dogs", "dog"),
+        ("a red striped shirt", "red striped shirt", "shirt"),
+        ("A Photo Of A Red-Car.", "red car", "car"),
+        ("[unused12] a vase with flowers in it", "vase", "vase"),
+        ("", "", ""),
+        ("!!! ???", "", ""),
+        ("a photo of", "", ""),
+        ("[unused3] [unused4]", "", ""),
+        ("of the", "", ""),
+    ],
+)
+def test_phrase_extraction(caption, phrase, category):
+    result = extract_phrase(caption)
+    assert (result.text, result.category) == (phrase, category)
+
+
+def test_phrase_keeps_at_most_max_words_ending_at_the_head_noun():
+    assert extract_phrase("a big old rusty red metal car", max_words=3) == Phrase("red metal car", "car")
+
+
+# Two overlapping boxes (IoU 0.6806), a disjoint one, and one inside the first (IoU 0.25).
+BOXES = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 5, 5]], np.float32)
+SCORES = np.array([0.9, 0.8, 0.7, 0.95], np.float32)
+
+
+def test_box_iou_by_hand():
+    iou = box_iou(torch.tensor(BOXES[:2]), torch.tensor(BOXES[1:3]))
+    assert iou[0, 0].item() == pytest.approx(81 / 119)  # inter 9x9, union 100 + 100 - 81
+    assert iou[0, 1].item() == 0.0 and iou[1, 0].item() == 1.0
+
+
+@pytest.mark.parametrize(
+    "threshold, kept",
+    [
+        (0.5, [3, 0, 2]),  # box 1 overlaps box 0 by 0.68 -> suppressed; box 3 (IoU 0.25) survives
+        (0.7, [3, 0, 1, 2]),  # nothing overlaps that much
+        (0.2, [3, 1, 2]),  # box 3 suppresses box 0 (0.25); box 1 only overlaps box 3 by 16/125
+        (1.0, [3, 0, 1, 2]),
+    ],
+)
+def test_nms_on_hand_made_boxes(threshold, kept):
+    assert nms(BOXES, SCORES, threshold).tolist() == kept
+
+
+def test_nms_empty_and_ties_keep_first():
+    assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).tolist() == []
+    same = np.array([[0, 0, 4, 4], [0, 0, 4, 4]], np.float32)
+    assert nms(same, np.array([0.5, 0.5], np.float32), 0.5).tolist() == [0]
+
+
+def _detections(labels=("red car", "car", "tree", "red car")) -> Detections:
+    return Detections(BOXES.copy(), SCORES.copy(), list(labels))
+
+
+@pytest.mark.parametrize(
+    "policy, category, max_boxes, expected",
+    [
+        ("best", "car", 5, [3]),
+        ("union", "car", 5, [3, 0]),  # after NMS (3, 0, 2): the two that name "car"
+        ("union", "car", 1, [3]),
+        ("union", "", 5, [3, 0, 2]),  # no category: every kept box
+        ("union", "boat", 5, [3, 0, 2]),  # none names the category: every kept box
+        ("union", "tree", 5, [2]),
+    ],
+)
+def test_box_policies(policy, category, max_boxes, expected):
+    selected = select_boxes(_detections(), nms_iou=0.5, max_boxes=max_boxes, policy=policy, category=category)
+    assert [BOXES.tolist().index(b) for b in selected.boxes_xyxy.tolist()] == expected
+
+
+def test_degenerate_boxes_are_dropped_and_unknown_policy_refused():
+    boxes = np.array([[5, 5, 5, 9], [0, 0, 4, 4], [3, 3, 2, 8]], np.float32)
+    selected = select_boxes(Detections(boxes, np.array([0.9, 0.5, 0.8], np.float32), ["a", "a", "a"]), 0.5, 5, "union")
+    assert selected.boxes_xyxy.tolist() == [[0, 0, 4, 4]]
+    with pytest.raises(ValueError, match="unknown box policy 'all'"):
+        select_boxes(_detections(), 0.5, 5, "all")
+    assert len(select_boxes(Detections.empty(), 0.5, 5, "best")) == 0
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"box_threshold": 1.5}, "box_threshold must be in"),
+        ({"text_threshold": -0.1}, "text_threshold must be in"),
+        ({"nms_iou": 0.0}, "nms_iou must be in"),
+        ({"max_boxes": 0}, "max_boxes must be"),
+        ({"box_policy": "all"}, "box_policy must be"),
+        ({"batch_size": 0}, "batch_size must be"),
+    ],
+)
+def test_label_params_refuse_bad_thresholds(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        LabelParams(**overrides)
+
+
+def _square(size: int, start: int, stop: int) -> np.ndarray:
+    mask = np.zeros((size, size), bool)
+    mask[start:stop, start:stop] = True
+    return mask
+
+
+TWO_BLOBS = np.zeros((8, 8), bool)
+TWO_BLOBS[0:2, 0:2] = TWO_BLOBS[5:8, 5:8] = True
+
+
+@pytest.mark.parametrize(
+    "mask, area, components, smoothness",
+    [
+        (_square(4, 1, 3), 4 / 16, 1, 0.0),  # a 2x2 blob vanishes under the 3x3 opening: no smooth outline
+        (np.ones((4, 4), bool), 1.0, 1, 1.0),
+        (np.zeros((4, 4), bool), 0.0, 0, 0.0),
+        (np.eye(4, dtype=bool), 4 / 16, 1, 0.0),  # diagonal pixels are 8-connected
+        (TWO_BLOBS, 13 / 64, 2, None),
+        # 4x4 square: perimeter 12 through pixel centres; opened with the 3x3 cross it loses its
+        # corners: 4 straight steps + 4 diagonal ones = 4 + 4*sqrt(2).
+        (_square(8, 2, 6), 16 / 64, 1, (4 + 4 * math.sqrt(2)) / 12),
+    ],
+)
+def test_mask_signals_on_hand_made_masks(mask, area, components, smoothness):
+    assert mask_area_fraction(mask) == pytest.approx(area)
+    assert connected_components(mask) == components
+    if smoothness is not None:
+        assert boundary_smoothness(mask) == pytest.approx(smoothness, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "frac, expected", [(0.0, 0.0), (0.005, 0.5), (0.01, 1.0), (0.5, 1.0), (0.8, 1.0), (0.9, 0.5), (1.0, 0.0)]
+)
+def test_area_term(frac, expected):
+    assert area_term(frac) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((1.0, 1.0, 1.0, 0.5, 1, 1.0), 1.0),
+        ((0.5, 1.0, 1.0, 0.5, 4, 1.0), 0.25 ** (1 / 6)),  # 0.5 and 1/sqrt(4) = 0.5
+        ((0.8, 1.3, 0.9, 0.005, 1, 0.5), (0.8 * 1.0 * 0.9 * 0.5 * 1.0 * 0.5) ** (1 / 6)),  # IoU clipped to 1
+        ((0.0, 1.0, 1.0, 0.5, 1, 1.0), 0.0),  # no grounding confidence
+        ((1.0, -0.2, 1.0, 0.5, 1, 1.0), 0.0),  # negative predicted IoU clips to 0
+        ((1.0, 1.0, 0.0, 0.5, 1, 1.0), 0.0),  # unstable
+        ((1.0, 1.0, 1.0, 0.0, 1, 1.0), 0.0),  # empty mask
+        ((1.0, 1.0, 1.0, 1.0, 1, 1.0), 0.0),  # full-frame mask
+        ((1.0, 1.0, 1.0, 0.5, 0, 1.0), 0.0),  # no component
+        ((1.0, 1.0, 1.0, 0.5, 1, 0.0), 0.0),  # ragged outline
+    ],
+)
+def test_quality_score_formula_and_zero_cases(args, expected):
+    assert quality_score(*args) == pytest.approx(expected)
+
+
+def test_measure_averages_per_box_values():
+    signals = measure(_square(8, 2, 6), np.array([0.4, 0.7]), np.array([0.9, 0.7]), np.array([1.0, 0.8]))
+    assert (signals.best_box_score, signals.box_count, signals.components) == (pytest.approx(0.7), 2, 1)
+    assert (signals.sam_pred_iou, signals.stability_score, signals.mask_area_frac) == pytest.approx((0.8, 0.9, 0.25))
+    expected = quality_score(0.7, 0.8, 0.9, 0.25, 1, (4 + 4 * math.sqrt(2)) / 12)
+    assert signals.quality_score == pytest.approx(expected)
