@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 TINY_FAMILIES = ("blip", "grounding_dino", "sam")
-TINY_VERSION = "v1"
+TINY_VERSION = "v2"
 
 # Words a tiny captioner can emit; the rest of the vocabulary is [unusedN] filler.
 _WORDS = (
@@ -124,6 +124,9 @@ def _build_sam(out_dir: Path) -> None:
         mask_decoder_config=dict(
             hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=16
         ),
+        # A wide init: at 0.02 this tiny SAM's mask logits are ~1e-6, so every stability score (and
+        # quality score) would be 0; at 0.5 they are ~1 and the quality signals vary across images.
+        initializer_range=0.5,
     )
     model = SamModel(config)
     image_processor = SamImageProcessorPil(
