@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.sod.losses import bce_loss, soft_iou_loss  # noqa: F401  (bce_loss shared with the saliency model)
+
 
 def _check_map(name: str, x: torch.Tensor) -> None:
     if x.ndim != 4 or x.shape[1] != 1:
@@ -66,17 +68,7 @@ def iou_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> to
     _check_map("probs", probs)
     if target.shape != probs.shape:
         raise ValueError(f"target {tuple(target.shape)} must match probs {tuple(probs.shape)}")
-    inter = (probs * target).sum(dim=(1, 2, 3))
-    union = (probs + target - probs * target).sum(dim=(1, 2, 3))
-    return (1.0 - (inter + eps) / (union + eps)).mean()
-
-
-def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy on ``logits`` against ``target`` in [0, 1] (mean over pixels)."""
-    _check_map("logits", logits)
-    if target.shape != logits.shape:
-        raise ValueError(f"target {tuple(target.shape)} must match logits {tuple(logits.shape)}")
-    return F.binary_cross_entropy_with_logits(logits, target)
+    return soft_iou_loss(probs, target, eps)
 
 
 class SaliencyDistillingLoss(nn.Module):

@@ -68,13 +68,17 @@ def partial_bce_loss(logits: torch.Tensor, target: torch.Tensor, confident: torc
     return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def iou_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """Soft IoU loss ``1 - (sum(p t) + eps) / (sum(p + t - p t) + eps)`` per image, averaged (p = sigmoid)."""
-    _check(logits, target, "iou_loss")
-    probs, target = torch.sigmoid(logits.float()), target.float()
+def soft_iou_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """``1 - (sum(p t) + eps) / (sum(p + t - p t) + eps)`` per image, averaged; ``probs`` in [0, 1]."""
     inter = (probs * target).sum(dim=(1, 2, 3))
     union = (probs + target - probs * target).sum(dim=(1, 2, 3))
     return (1.0 - (inter + eps) / (union + eps)).mean()
+
+
+def iou_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft IoU loss of ``sigmoid(logits)`` (see :func:`soft_iou_loss`)."""
+    _check(logits, target, "iou_loss")
+    return soft_iou_loss(torch.sigmoid(logits.float()), target.float(), eps)
 
 
 def edge_loss(edge_logits: torch.Tensor, edge_target: torch.Tensor) -> torch.Tensor:
