@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import importlib
 import pkgutil
+from pathlib import Path
 
 from prefect import serve
 
 import flows
-
 from flows.build_pseudo_labels import build_pseudo_labels
 
 DEPLOYMENT_NAME = "default"

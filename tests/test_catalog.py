@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import duckdb
-import pyarrow as pa
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from engine.catalog import VIEW_NAMES, RunRecord, Workdir, build_catalog, connect_readonly, summarize

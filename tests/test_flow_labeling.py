@@ -26,7 +26,7 @@ def test_flow_labels_every_image_once_and_resumes(prefect_harness, sample_set, t
     assert first["ok"] + first["no_object"] + first["error"] == 12
     rows = _rows(workdir)
     assert len(rows) == 12 and len({r[1] for r in rows}) == 12
-    for _run, _id, status, error, caption, phrase, box_count, area in rows:
+    for _run, _id, status, error, caption, _phrase, box_count, area in rows:
         assert status in ("ok", "no_object")
         assert caption  # every decodable image got a caption
         if status == "ok":

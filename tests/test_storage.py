@@ -68,10 +68,19 @@ def test_atomic_write_roundtrip_and_fingerprint(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["x.parquet"]  # no temp file left behind
 
 
-def test_failed_write_leaves_no_file(tmp_path):
-    with pytest.raises(Exception):
-        write_table_atomic("not a table", tmp_path / "y.parquet", "f")  # type: ignore[arg-type]
-    assert list(tmp_path.iterdir()) == []
+def test_write_that_dies_midway_leaves_nothing_visible(tmp_path, monkeypatch):
+    import engine.storage.parquet as parquet_module
+
+    def dies_midway(table, handle, **kwargs):
+        handle.write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    write_table_atomic(pa.table({"a": [1]}), tmp_path / "y.parquet", "old")
+    monkeypatch.setattr(parquet_module.pq, "write_table", dies_midway)
+    with pytest.raises(OSError, match="disk full"):
+        write_table_atomic(pa.table({"a": [2]}), tmp_path / "y.parquet", "new")
+    assert [p.name for p in tmp_path.iterdir()] == ["y.parquet"]  # no temp file left behind
+    assert read_fingerprint(tmp_path / "y.parquet") == "old"  # the previous whole file is untouched
 
 
 def test_corrupt_shard_is_not_current(tmp_path):
