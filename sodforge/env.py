@@ -7,7 +7,10 @@ from pathlib import Path
 
 
 def project_root() -> Path:
-    """The source checkout when installed from one (editable), else ``~/.sodforge``."""
+    """``$SODFORGE_PROJECT`` if set, else the source checkout when installed from one (editable),
+    else ``~/.sodforge``. Deployments' default paths (``data/``, ``params.yaml``) live under it."""
+    if os.environ.get("SODFORGE_PROJECT"):
+        return Path(os.environ["SODFORGE_PROJECT"]).resolve()
     checkout = Path(__file__).resolve().parents[1]
     if (checkout / "pyproject.toml").is_file() and (checkout / "engine").is_dir():
         return checkout

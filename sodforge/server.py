@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +28,16 @@ def wait_for_api(url: str, timeout_s: float = 90.0, process: subprocess.Popen | 
     raise RuntimeError(f"Prefect API at {url} did not answer within {timeout_s:.0f} s")
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent exits (no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def serve_with_local_server(project: Path, port: int, console: Console) -> None:
     """Start ``prefect server start`` on 127.0.0.1:``port``, then serve the deployments until Ctrl+C."""
     api_url = f"http://127.0.0.1:{port}/api"
@@ -34,9 +45,11 @@ def serve_with_local_server(project: Path, port: int, console: Console) -> None:
     log_path = Path(os.environ["PREFECT_HOME"]) / "server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
+        # Own session: Ctrl+C reaches only us, so the runner shuts down while the API still answers;
+        # then we stop the server. If we die hard, the kernel stops it (parent-death signal).
         server = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
         )
     try:
         console.print(f"starting Prefect server at {api_url} (log: {log_path}) ...")

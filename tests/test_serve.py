@@ -1,0 +1,56 @@
+"""``sodforge serve`` + ``prefect deployment run build-pseudo-labels/default --watch``, as in the README."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_serve_then_run_the_labelling_deployment(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(SODFORGE_PROJECT=str(project), PREFECT_HOME=str(tmp_path / "prefect"), COLUMNS="200")
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen([str(BIN / "sodforge"), "serve", "--port", str(port)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "deployments are being served" not in (tmp_path / "serve.log").read_text():
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.5)
+        run = subprocess.run(
+            [str(BIN / "prefect"), "deployment", "run", "build-pseudo-labels/default", "--param", "models=tiny", "--watch"],
+            env={**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}, capture_output=True, text=True, timeout=400,
+        )
+        assert run.returncode == 0 and "Completed" in run.stdout, run.stdout + run.stderr
+        with duckdb.connect(str(project / "data" / "catalog.duckdb"), read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM label_quality").fetchone() == (48,)
+    finally:
+        os.killpg(server.pid, signal.SIGINT)  # Ctrl+C in the terminal
+        server.wait(timeout=60)
+        log.close()
+    with socket.socket() as sock:  # the API server went down with it
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
