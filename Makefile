@@ -32,7 +32,7 @@ serve: $(STAMP)
 	$(BIN)/sodforge serve
 
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 clean:
 	rm -rf $(VENV) .prefect demo-run
