@@ -162,21 +162,29 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     return cls(**values)
 
 
+def _read_yaml(path: str | Path | None) -> dict[str, Any]:
+    """The mapping of sections in ``path`` ({} when ``path`` is None); ValueError naming the file."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: parameters file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
 def load_section(path: str | Path | None, section: str, cls: type[T], overrides: dict[str, Any] | None = None) -> T:
     """One section of ``params.yaml`` as the dataclass ``cls`` (defaults when absent), plus overrides.
 
     Stages owned by other packages (``train``, ``refine``...) keep their own dataclass and read it
     with this function, so this module need not know every section.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{path}: parameters file not found")
-        try:
-            data = (yaml.safe_load(path.read_text()) or {}).get(section) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from err
+    data = _read_yaml(path).get(section) or {}
     return _build(cls, {**data, **(overrides or {})}, f"{path or 'params'}:{section}")
 
 
@@ -185,17 +193,7 @@ def load_params(path: str | Path | None = None, overrides: dict[str, dict[str, A
 
     ``overrides`` maps a section to keys, e.g. ``{"label": {"batch_size": 4}}``.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{path}: parameters file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    data = _read_yaml(path)
     known = {f.name for f in dataclasses.fields(Params)}
     for key, value in data.items():
         if key in known and value is not None and not isinstance(value, dict):
