@@ -149,8 +149,13 @@ def catalog_queries(tmp: Path, rows: int) -> dict:
 
     from engine.catalog import build_catalog
 
+    from engine.catalog import RunRecord, Workdir
+
     write_s = synthetic_catalog(tmp / "big", rows)
-    build_catalog(tmp / "big")
+    RunRecord("synthetic", "build-pseudo-labels", {}, {}, state="completed").save(Workdir.at(tmp / "big"))
+    started = time.perf_counter()
+    build_catalog(tmp / "big")  # first build compacts the finished run into one file
+    build_s = time.perf_counter() - started
     timings = {}
     with duckdb.connect(str(tmp / "big" / "catalog.duckdb"), read_only=True) as con:
         for name, sql in QUERIES.items():
@@ -162,8 +167,9 @@ def catalog_queries(tmp: Path, rows: int) -> dict:
                 samples.append((time.perf_counter() - started) * 1000)
             timings[name] = float(np.median(samples))
             print(f"query {name}: {timings[name]:.1f} ms (median of 5, {rows} rows)")
-    size_mb = sum(p.stat().st_size for p in (tmp / "big").rglob("*.parquet")) / 1e6
-    return {"catalog_rows": rows, "catalog_write_s": write_s, "catalog_parquet_mb": size_mb, "query_ms": timings}
+    size_mb = sum(p.stat().st_size for p in (tmp / "big" / "catalog" / "labels").rglob("*.parquet")) / 1e6
+    return {"catalog_rows": rows, "catalog_write_s": write_s, "catalog_build_s": build_s,
+            "catalog_parquet_mb": size_mb, "query_ms": timings}
 
 
 def dvc_times(tmp: Path) -> dict:

@@ -74,17 +74,37 @@ def test_summary(workdir):
     assert run.error_examples == ["/x/c.jpg: not an image"]
 
 
-def test_rebuild_while_a_reader_is_open(workdir):
+def test_running_runs_are_live_and_finished_runs_compacted(workdir):
+    compact = workdir.data / "compact" / "labels-run=r1.parquet"
+    assert compact.is_file()  # r1 is completed: read from one compacted file
+    RunRecord("r2", "build-pseudo-labels", {}, {}).save(workdir)  # a run starts (state: running) ...
+    build_catalog(workdir)  # ... and the flow rebuilds the catalog, so its live shards are in the views
     reader = connect_readonly(workdir.catalog_path)
     try:
-        write_table_atomic(labels_to_table(_labels("r2")), workdir.labels_dir("r2") / "shard-00000.parquet", "g")
-        # views are live globs: a shard that lands is visible to an open reader at once
-        assert reader.execute("SELECT count(*) FROM label_quality").fetchone() == (6,)
+        labels = _labels("r2")
+        write_table_atomic(labels_to_table(labels[:2]), workdir.labels_dir("r2") / "shard-00000.parquet", "g")
+        # a shard that lands is visible to an open reader at once, no rebuild needed
+        assert reader.execute("SELECT count(*) FROM label_quality WHERE run_id = 'r2'").fetchone() == (2,)
+        write_table_atomic(labels_to_table(labels[2:]), workdir.labels_dir("r2") / "shard-00001.parquet", "h")
+        RunRecord("r2", "build-pseudo-labels", {}, {}, state="completed").save(workdir)
         build_catalog(workdir)  # never blocked by the open reader
+        assert reader.execute("SELECT count(*) FROM label_quality WHERE run_id = 'r2'").fetchone() == (3,)
     finally:
         reader.close()
     with connect_readonly(workdir.catalog_path) as con:
         assert con.execute("SELECT count(DISTINCT run_id), count(*) FROM label_quality").fetchone() == (2, 6)
+    before = compact.stat().st_mtime_ns
+    build_catalog(workdir)
+    assert compact.stat().st_mtime_ns == before  # unchanged shards: the copy is not rewritten
+
+
+def test_a_changed_shard_set_refreshes_its_compacted_copy(workdir):
+    extra = _labels("r1")[:1]
+    extra[0].image_id = "id-z"
+    write_table_atomic(labels_to_table(extra), workdir.labels_dir("r1") / "shard-00002.parquet", "z")
+    build_catalog(workdir)
+    with connect_readonly(workdir.catalog_path) as con:
+        assert con.execute("SELECT count(*) FROM label_quality WHERE run_id = 'r1'").fetchone() == (4,)
 
 
 def test_missing_catalog_message(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from engine.catalog.compact import compact_dir, compacted, completed_runs, shard_files
 from engine.catalog.layout import Workdir
 from engine.catalog.runs import RUN_SCHEMA
 from engine.images.manifest import MANIFEST_SCHEMA
@@ -94,19 +95,59 @@ def _source_sql(directories: Path | list[Path], schema: pa.Schema) -> str:
 OPTIONAL_LABEL_COLUMNS = {"cue_agreement": "FLOAT", "refine_change": "FLOAT", "source_run": "VARCHAR"}
 
 
+def _read(path_or_glob: Path | str) -> str:
+    text = str(path_or_glob).replace("'", "''")
+    return f"SELECT * FROM read_parquet('{text}', union_by_name = true, hive_partitioning = false)"
+
+
+def _live_sql(root: Path, exclude_runs: list[str]) -> str:
+    """Live shards under ``root``, minus the runs served from compacted copies.
+
+    The ``run=<id>`` folders are read as a hive partition, so the exclusion prunes those files by
+    path without opening them; runs that start after the build are visible at once.
+    """
+    pattern = str(root / "**" / "*.parquet").replace("'", "''")
+    sql = (f"SELECT * EXCLUDE (run) FROM read_parquet('{pattern}', hive_partitioning = true, "
+           "hive_types = {'run': VARCHAR})")
+    if exclude_runs:
+        listing = ", ".join("'" + r.replace("'", "''") + "'" for r in exclude_runs)
+        sql += f" WHERE run NOT IN ({listing})"
+    return sql
+
+
 def _labels_sql(workdir: Workdir) -> str:
-    source = _source_sql([workdir.labels_root, workdir.refined_root], LABEL_SCHEMA)
+    """Every label version: finished runs from one compacted file each, the rest from live shards."""
+    done = completed_runs(workdir)
+    parts = []
+    for root in (workdir.labels_root, workdir.refined_root):
+        if not root.is_dir() or not any(root.rglob("*.parquet")):
+            continue
+        compacted_runs = []
+        for run_dir in sorted(root.glob("run=*")):
+            run_id, files = run_dir.name.removeprefix("run="), shard_files(run_dir)
+            if files and run_id in done:
+                parts.append(_read(compacted(files, compact_dir(workdir) / f"{root.name}-{run_dir.name}.parquet")))
+                compacted_runs.append(run_id)
+        parts.append(_live_sql(root, compacted_runs))
+    source = " UNION ALL BY NAME ".join(f"({p})" for p in parts) if parts else _source_sql([], LABEL_SCHEMA)
     with duckdb.connect() as con:
         present = {row[0] for row in con.execute(f"DESCRIBE {source}").fetchall()}
     extra = [f"CAST(NULL AS {kind}) AS {name}" for name, kind in OPTIONAL_LABEL_COLUMNS.items() if name not in present]
     return f"SELECT *{''.join(', ' + e for e in extra)} FROM ({source})"
 
 
+def _images_sql(workdir: Workdir) -> str:
+    files = shard_files(workdir.manifest_dir)
+    if not files:
+        return _source_sql([], MANIFEST_SCHEMA)
+    return _read(compacted(files, compact_dir(workdir) / "images.parquet"))
+
+
 def view_statements(workdir: Workdir) -> list[str]:
     """The CREATE VIEW statements for the catalog of ``workdir``."""
     quality = ", ".join(f"l.{c}" for c in QUALITY_COLUMNS)
     return [
-        f"CREATE VIEW images AS {_source_sql(workdir.manifest_dir, MANIFEST_SCHEMA)}",
+        f"CREATE VIEW images AS {_images_sql(workdir)}",
         f"CREATE VIEW annotations AS {_source_sql(workdir.annotations_dir, ANNOTATION_SCHEMA)}",
         f"CREATE VIEW runs AS {_source_sql(workdir.runs_dir, RUN_SCHEMA)}",
         f"CREATE VIEW labels AS {_labels_sql(workdir)}",
