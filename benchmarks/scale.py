@@ -147,9 +147,7 @@ def synthetic_catalog(root: Path, rows: int, shard_size: int = 512) -> float:
 def catalog_queries(tmp: Path, rows: int) -> dict:
     import duckdb
 
-    from engine.catalog import build_catalog
-
-    from engine.catalog import RunRecord, Workdir
+    from engine.catalog import RunRecord, Workdir, build_catalog
 
     write_s = synthetic_catalog(tmp / "big", rows)
     RunRecord("synthetic", "build-pseudo-labels", {}, {}, state="completed").save(Workdir.at(tmp / "big"))
