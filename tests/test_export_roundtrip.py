@@ -187,3 +187,16 @@ def test_rle_in_catalog_matches_decode(workdir):
     with connect_readonly(Path(workdir) / "catalog.duckdb") as con:
         counts = con.execute("SELECT mask_rle FROM labels WHERE run_id = 'new' AND path LIKE '%img2.jpg'").fetchone()[0]
     assert np.array_equal(decode_rle(counts, (H, W)), mask_for(2))
+
+
+def test_export_flow_writes_every_format(prefect_harness, workdir, tmp_path):
+    import json
+
+    from flows.export import export
+
+    reports = export(workdir=str(workdir), out=str(tmp_path / "out"))
+    assert set(reports) == {"duts", "coco", "hf"}
+    for fmt, report in reports.items():
+        summary = json.loads(open(report).read())
+        assert summary["exported"] >= 1, (fmt, summary)
+    assert any((tmp_path / "out" / "duts" / "Mask").glob("*.png"))
