@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from engine.annotations import AnnotationStore, ImageSet, SelectParams, select_round
 from engine.annotations.simulated import write_texts_jsonl
 from engine.params import load_section
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The run logger inside Prefect, a plain logger when called as ``task.fn`` (CLI, tests)."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("sodforge.annotate")
+from tasks.logs import task_logger
 
 
 @task(name="select-for-annotation", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, tags=["io"])
@@ -30,7 +21,7 @@ def select_round_task(images: str, workdir: str, select: dict[str, Any]) -> dict
     image_set = ImageSet.load(images, workdir)
     annotated = {row["image_id"] for row in AnnotationStore(workdir).rows() if row["kind"] in ("text", "skip")}
     path, rows = select_round(workdir, image_set, SelectParams(**select), exclude=annotated)
-    _logger().info("selected %d of %d images (%s)", len(rows), len(image_set), select.get("strategy", "spread"))
+    task_logger().info("selected %d of %d images (%s)", len(rows), len(image_set), select.get("strategy", "spread"))
     return {"round_path": str(path) if path else None, "selected": len(rows),
             "round": rows[0]["round"] if rows else None, "images": len(image_set)}
 
@@ -43,7 +34,7 @@ def collect_texts_task(images: str, workdir: str, out: str) -> str:
     image_set = ImageSet.load(images, workdir)
     examples = texts_from_store(workdir, image_set)
     rows = [{"image": e.image_path, "text": e.text, "annotator": e.annotator} for e in examples]
-    _logger().info("collected %d texts for %d images", len(rows), len({e.group for e in examples}))
+    task_logger().info("collected %d texts for %d images", len(rows), len({e.group for e in examples}))
     return str(write_texts_jsonl(rows, out))
 
 
@@ -53,7 +44,7 @@ def finetune_task(texts: str, images_root: str, out_dir: str, finetune: dict[str
     from engine.captioning.data import load_texts_jsonl
     from engine.captioning.train import FinetuneParams, finetune_captioner
 
-    logger = _logger()
+    logger = task_logger()
     examples = load_texts_jsonl(texts, images_root)
     result = finetune_captioner(
         examples, out_dir, FinetuneParams(**finetune), base,

@@ -6,12 +6,10 @@ Tasks take and return paths and plain dicts; a dataset's full result travels as
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from engine.metrics import (
     EvaluateParams,
@@ -21,22 +19,17 @@ from engine.metrics import (
     write_outputs,
 )
 from engine.metrics.report import load_dataset_report, save_dataset_report
+from tasks.logs import task_logger
 
 
 def _log_gaps(report) -> None:
-    logger = _logger()
+    logger = task_logger()
     for entry in report.empty_predictions:
         logger.warning("%s/%s scored as an empty map: %s", report.name, entry["stem"], entry["reason"])
     for entry in report.skipped:
         logger.warning("%s/%s skipped: %s", report.name, entry["stem"], entry["reason"])
 
 
-def _logger():
-    """The run logger inside a flow/task run; a plain logger when called as ``task.fn`` outside one."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("sodforge.tasks")
 
 
 @task(name="evaluate-dataset", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, tags=["io"],

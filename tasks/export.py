@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from engine.export import EXPORTERS
-
-
-def _logger():
-    """The run logger inside a flow/task run; a plain logger when called as ``task.fn`` outside one."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("sodforge.tasks")
+from tasks.logs import task_logger
 
 
 @task(name="export-labels", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, tags=["io"],
@@ -27,7 +17,7 @@ def export_task(workdir: str, format: str, out: str, where: str | None = None, r
     if format not in EXPORTERS:
         raise ValueError(f"unknown export format {format!r}; known: {sorted(EXPORTERS)}")
     result = EXPORTERS[format](workdir, out, where=where, run_id=run_id, overwrite=overwrite)
-    logger = _logger()
+    logger = task_logger()
     logger.info("exported %d of %d labels of run %s as %s to %s", result.exported, result.selected,
                 result.run_id, format, result.out)
     for entry in result.skipped:

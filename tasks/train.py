@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The task-run logger inside Prefect, a plain logger when called as ``task.fn`` (tests, scripts)."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("sodforge.train")
+from tasks.logs import task_logger
 
 
 @task(name="import-gt-masks", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, tags=["io"])
@@ -24,7 +16,7 @@ def import_gt_masks_task(images: str, out_dir: str, masks: str | None = None, sh
     from engine.sod.gt_import import import_mask_folder
 
     result = import_mask_folder(images, out_dir, masks, shard_size)
-    _logger().info("imported true masks as run %s: %s", result.run_id, result.counts)
+    task_logger().info("imported true masks as run %s: %s", result.run_id, result.counts)
     return str(result.run_dir)
 
 
@@ -35,7 +27,7 @@ def train_sod_task(out_dir: str, train: dict[str, Any], progress: bool = True) -
     from engine.sod.params import TrainParams
     from engine.sod.trainer import train_sod
 
-    logger = _logger()
+    logger = task_logger()
     result = train_sod(out_dir, TrainParams(**train), progress=progress, log=logger.info)
     last = result.history[-1] if result.history else {}
     return {
@@ -58,7 +50,7 @@ def predict_task(model: str, out_dir: str, images: str | None = None, labels: st
     result = predict(model, out_dir, images=images, labels=labels, split=split, val_fraction=val_fraction,
                      seed=seed, run_id=run_id, batch_size=batch_size)
     for error in result.errors:
-        _logger().warning("predict: %s", error)
+        task_logger().warning("predict: %s", error)
     summary = {"out_dir": str(result.out_dir), "written": result.written, "errors": len(result.errors)}
     if labels is not None and masks_out is not None:
         summary["masks"] = write_split_masks(labels, masks_out, split, val_fraction, seed, run_id)
