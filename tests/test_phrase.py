@@ -249,3 +249,86 @@ def test_extraction_is_deterministic_and_refuses_non_text():
     assert {extract_phrase("a herd of elephants walking") for _ in range(3)} == {Phrase("elephants", "elephant")}
     with pytest.raises(TypeError, match="caption must be a str"):
         extract_phrase(None)
+
+
+# A second set in another style (human, COCO-like sentences and alt texts), written after the
+# grammar was done and scored once before any change (69/70 right; the miss, "a glass jar full of
+# cookies" -> "full", was then fixed with a general rule). The bar is the project's goal, 95%.
+CHECK_SET = [
+    ('A young girl is flying a kite on the beach.', 'girl'),
+    ('Two horses graze in a green pasture.', 'horse'),
+    ('The orange cat is curled up asleep on a sofa.', 'cat'),
+    ('An elderly man reads a newspaper on a park bench.', 'man'),
+    ('A row of bicycles is parked along the sidewalk.', 'bicycle'),
+    ('Close-up of a monarch butterfly resting on a purple flower.', 'butterfly'),
+    ('Aerial shot of a winding river through a forest.', 'river'),
+    ('A lone tree stands in a snowy field.', 'tree'),
+    ('Several ducks are swimming in a pond.', 'duck'),
+    ('A glass jar full of cookies.', 'jar'),
+    ('A stainless steel toaster on a kitchen counter.', 'toaster'),
+    ('The Eiffel Tower lit up at night.', 'tower'),
+    ('A blue vintage Volkswagen van parked by the sea.', 'van'),
+    ('A hand holding a smartphone with a blank screen.', 'hand'),
+    ('An old wooden rowboat tied to a dock.', 'rowboat'),
+    ('A bright red parrot perched on a branch.', 'parrot'),
+    ('Portrait of a smiling woman with curly hair.', 'woman'),
+    ('A plate of spaghetti with meatballs.', 'plate'),
+    ('Three puppies sleeping in a basket.', 'puppy'),
+    ('A wooden bench overlooking a lake.', 'bench'),
+    ('A dragonfly on a blade of grass.', 'dragonfly'),
+    ('A yellow taxi driving through Times Square.', 'taxi'),
+    ('A pair of red high heels.', 'heel'),
+    ('A scoop of vanilla ice cream in a cone.', 'ice cream'),
+    ('Macro photo of a dew-covered spider web.', 'web'),
+    ('A man in a wetsuit carries a surfboard toward the waves.', 'man'),
+    ('A toddler eating a slice of watermelon.', 'toddler'),
+    ('A white swan gliding across the water.', 'swan'),
+    ('A black and white portrait of an old fisherman.', 'fisherman'),
+    ('A stack of firewood next to a cabin.', 'firewood'),
+    ('Fresh strawberries in a wicker basket.', 'strawberry'),
+    ('A lighthouse stands on a rocky cliff above the sea.', 'lighthouse'),
+    ('Silhouette of a cyclist against the sunset.', 'cyclist'),
+    ('An astronaut floating in space.', 'astronaut'),
+    ('A red telephone booth on a London street.', 'booth'),
+    ('A brown horse grazing in a meadow.', 'horse'),
+    ('Two children build a sandcastle on the beach.', 'child'),
+    ('A ripe pineapple on a white background.', 'pineapple'),
+    ('A snowman with a carrot nose.', 'snowman'),
+    ('A kangaroo standing in the outback.', 'kangaroo'),
+    ('A bowl of ramen topped with an egg.', 'bowl'),
+    ('A cup of hot chocolate with marshmallows.', 'cup'),
+    ('A chameleon clinging to a twig.', 'chameleon'),
+    ('A collection of seashells on the sand.', 'seashell'),
+    ('A grandfather clock in a hallway.', 'clock'),
+    ('An owl peeking out of a hollow tree.', 'owl'),
+    ('A hummingbird hovering near a feeder.', 'hummingbird'),
+    ("A man's hands kneading bread dough.", 'hand'),
+    ('A vintage typewriter on a desk.', 'typewriter'),
+    ('The Statue of Liberty against a blue sky.', 'statue'),
+    ('A bunch of carrots freshly pulled from the garden.', 'carrot'),
+    ('A pair of hiking boots on a rock.', 'boot'),
+    ('A goldfish swimming in a bowl.', 'goldfish'),
+    ('A windmill in a tulip field.', 'windmill'),
+    ('A cluster of mushrooms growing on a log.', 'mushroom'),
+    ('An acoustic guitar leaning against a wall.', 'guitar'),
+    ('A herd of buffalo crossing a river.', 'buffalo'),
+    ('Overhead view of a pizza with pepperoni.', 'pizza'),
+    ('A traffic light showing red.', 'light'),
+    ('A squirrel eats a nut on a fence.', 'squirrel'),
+    ('A wolf howls at the moon.', 'wolf'),
+    ('Dozens of lanterns floating in the night sky.', 'lantern'),
+    ('A mother and her baby walking in the park.', 'mother'),
+    ('A fox cub peeking from its den.', 'cub'),
+    ('A tortoise walking slowly across the grass.', 'tortoise'),
+    ('A couple of penguins standing on ice.', 'penguin'),
+    ('Glasses of champagne on a tray.', 'glass'),
+    ('An illustration of a dragon breathing fire.', 'dragon'),
+    ('A rainbow over a waterfall.', 'rainbow'),
+    ('A large cruise ship docked at a port.', 'ship'),
+]
+
+
+def test_check_set_in_another_style_reaches_95_percent():
+    wrong = [(c, extract_phrase(c).category, k) for c, k in CHECK_SET if extract_phrase(c).category != k]
+    assert len(CHECK_SET) >= 60
+    assert len(wrong) <= 0.05 * len(CHECK_SET), wrong

@@ -152,6 +152,8 @@ def _ends_phrase(words: list[str], word: str, following: str | None, singular_de
     if _plural(previous) and previous not in _PLURAL_MODIFIERS and word in _classes(word).get("VERB", ()):
         if following is None or following in _STOPS or following in pw.DETERMINERS:
             return True  # "two dogs play in the grass"
+    if has_strong and following == "of" and "ADJ" in _classes(word):
+        return True  # "a glass jar full of cookies"
     return has_strong and not _can_noun(word)  # "a cat asleep on a bed"
 
 
