@@ -11,15 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.labeling.quality import area_term, measure, quality_score, shape_terms
+from engine.labeling.quality import area_term, fragments_term, measure, quality_score, shape_terms
 from engine.masks import (
     boundary_smoothness,
     box_agreement,
     connected_components,
+    count_parts,
     mask_area_fraction,
     rectangularity,
     solid_hole_fraction,
-    stray_parts,
 )
 
 
@@ -119,16 +119,25 @@ def test_box_agreement_by_hand(boxes, support, reach):
     assert box_agreement(mask, np.array(boxes, float)) == pytest.approx((support, reach))
 
 
-def test_stray_parts_count_only_parts_outside_the_boxes():
+def test_parts_are_counted_inside_and_outside_the_boxes():
     two = np.zeros((40, 80), bool)
     two[10:30, 5:25] = two[10:30, 50:70] = True
-    assert stray_parts(two, np.array([[5, 10, 25, 30], [50, 10, 70, 30]], float)) == 0  # a union of two boxes
-    assert stray_parts(two, np.array([[5, 10, 70, 30]], float)) == 0  # two parts inside one box
-    assert stray_parts(two, np.array([[5, 10, 25, 30]], float)) == 1
-    assert stray_parts(two) == 1  # no boxes: every part beyond the first
+    assert count_parts(two, np.array([[5, 10, 25, 30], [50, 10, 70, 30]], float)) == (2, 0)  # a union of two boxes
+    assert count_parts(two, np.array([[5, 10, 70, 30]], float)) == (2, 0)  # two parts inside one box
+    assert count_parts(two, np.array([[5, 10, 25, 30]], float)) == (1, 1)
+    assert count_parts(two) == (1, 1)  # no boxes: every part beyond the first is stray
+    assert count_parts(np.zeros((5, 5), bool)) == (0, 0)
     speck = two.copy()
     speck[35, 35] = True  # 1 px of 801: below 1% of the mask, not a part
-    assert stray_parts(speck, np.array([[5, 10, 25, 30], [50, 10, 70, 30]], float)) == 0
+    assert count_parts(speck, np.array([[5, 10, 25, 30], [50, 10, 70, 30]], float)) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    "boxed, stray, box_count, expected",
+    [(2, 0, 2, 1.0), (1, 0, 1, 1.0), (2, 0, 1, 1 / 1.5**0.5), (1, 1, 1, 1 / 2**0.5), (3, 2, 1, 1 / 4**0.5), (1, 0, 0, 1.0)],
+)
+def test_fragments_term(boxed, stray, box_count, expected):
+    assert fragments_term(boxed, stray, box_count) == pytest.approx(expected)
 
 
 def _bicycle() -> np.ndarray:

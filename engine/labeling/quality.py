@@ -6,9 +6,11 @@ to [0, 1]) and SAM's stability score, and ``shape_score`` is the geometric mean 
 terms, each in [0, 1] with 1 meaning "no sign of a labelling error":
 
 * ``area``: 1 for a mask covering 1%..80% of the image, linear to 0 at 0% and 100%;
-* ``fragments``: ``1 / sqrt(1 + stray parts)``; a stray part is a part (over 1% of the mask) lying
-  mostly outside every prompt box, so the parts of a ``box_policy: union`` label, or of one object
-  split inside its box, cost nothing (without boxes: every part beyond the first is stray);
+* ``fragments``: ``1 / sqrt(1 + stray + extra / 2)``, counting parts over 1% of the mask: a stray
+  part lies mostly outside every prompt box (an extra region); ``extra`` are the parts inside the
+  boxes beyond one per box. So the N parts of an N-box ``box_policy: union`` label cost nothing and
+  an object split in two inside its box costs little (0.82); without boxes every part beyond the
+  first is stray;
 * ``support``: the mask stays inside its boxes (grown by 5%): loose outlines and leaked background
   fall here; 1 up to 3% outside, then -3 per unit outside (floor 0.05);
 * ``reach``: the mask spans its boxes: tight outlines, missing parts and boxes SAM left empty fall
@@ -36,10 +38,10 @@ from engine.masks import (
     boundary_smoothness,
     box_agreement,
     connected_components,
+    count_parts,
     mask_area_fraction,
     rectangularity,
     solid_hole_fraction,
-    stray_parts,
 )
 
 AREA_LOW, AREA_HIGH = 0.01, 0.80
@@ -100,6 +102,11 @@ def area_term(area_frac: float) -> float:
     return 1.0
 
 
+def fragments_term(boxed: int, stray: int, box_count: int) -> float:
+    """``1 / sqrt(1 + stray + extra / 2)`` with ``extra`` the boxed parts beyond one per box."""
+    return 1.0 / math.sqrt(1.0 + stray + 0.5 * max(0, boxed - max(1, box_count)))
+
+
 def support_term(support: float) -> float:
     return float(np.clip(1.0 - SUPPORT_SLOPE * max(0.0, (1.0 - support) - SUPPORT_SLACK), FLOOR, 1.0))
 
@@ -129,7 +136,7 @@ def shape_terms(mask: np.ndarray, boxes_xyxy: np.ndarray | None = None) -> Shape
     support, reach = box_agreement(mask, boxes)
     return ShapeTerms(
         area=area_term(mask_area_fraction(mask)),
-        fragments=1.0 / math.sqrt(1 + stray_parts(mask, boxes)),
+        fragments=fragments_term(*count_parts(mask, boxes), box_count=len(boxes)),
         support=support_term(support),
         reach=max(FLOOR, reach_term(reach)),
         box_shape=box_shape_term(rectangularity(mask)),

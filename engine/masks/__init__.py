@@ -5,10 +5,10 @@ from engine.masks.ops import (
     boundary_smoothness,
     box_agreement,
     connected_components,
+    count_parts,
     mask_area_fraction,
     rectangularity,
     solid_hole_fraction,
-    stray_parts,
 )
 from engine.masks.rle import decode_rle, encode_rle, rle_area
 
@@ -17,11 +17,11 @@ __all__ = [
     "boundary_smoothness",
     "box_agreement",
     "connected_components",
+    "count_parts",
     "decode_rle",
     "encode_rle",
     "mask_area_fraction",
     "rectangularity",
     "rle_area",
     "solid_hole_fraction",
-    "stray_parts",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 # A connected part smaller than this share of the mask is a speck, not a part.
 MIN_PART_FRAC = 0.01
@@ -32,13 +33,28 @@ def connected_components(mask: np.ndarray) -> int:
     return int(count) - 1
 
 
+def _regions(image_u8: np.ndarray, connectivity: int, min_area: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Connected regions of a 0/1 image: the label image, the ids ``(K,)`` of regions of at least
+    ``min_area`` pixels, and their ``(K, 5)`` rows ``x0, y0, x1, y1, area``.
+
+    (``cv2.connectedComponents`` + bincount + ``find_objects``: several times faster here than
+    ``cv2.connectedComponentsWithStats``.)
+    """
+    count, labels = cv2.connectedComponents(image_u8, connectivity=connectivity)
+    areas = np.bincount(labels.ravel(), minlength=count)
+    ids = np.flatnonzero(areas[1:] >= min_area) + 1
+    rows = np.zeros((len(ids), 5), np.int64)
+    if len(ids):
+        slices = ndimage.find_objects(labels, max_label=int(ids.max()))
+        for row, index in zip(rows, ids, strict=True):
+            ys, xs = slices[index - 1]
+            row[:] = xs.start, ys.start, xs.stop, ys.stop, areas[index]
+    return labels, ids, rows
+
+
 def _parts(mask_u8: np.ndarray, min_part_frac: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels image, and the areas ``(K,)`` and boxes ``(K, 4)`` xyxy of the parts above ``min_part_frac``."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask_u8, connectivity=8)
-    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
-    keep = np.flatnonzero(areas >= min_part_frac * max(int(areas.sum()), 1))
-    x, y, w, h = (stats[1:, i][keep] for i in range(4))
-    return labels, keep + 1, np.stack([x, y, x + w, y + h, areas[keep]], axis=1) if len(keep) else np.zeros((0, 5), np.int64)
+    """8-connected parts over ``min_part_frac`` of the mask: label image, ids, rows (see :func:`_regions`)."""
+    return _regions(mask_u8, 8, max(1.0, min_part_frac * int(mask_u8.sum())))
 
 
 def boundary_smoothness(mask: np.ndarray, tolerance_px: float = 1.5) -> float:
@@ -83,32 +99,45 @@ def solid_hole_fraction(mask: np.ndarray, solid_fill: float = 0.8) -> float:
 
     A hole is background enclosed by the mask (4-connected, not touching the image border). It counts
     when the ring around it (half its radius wide) is at least ``solid_fill`` mask: a gap in a solid
-    object. Holes framed by thin parts (a wheel inside its rim, the gaps of a chair back) and holes
-    at the centre of their part (a ring, a donut, a tyre: within 15% of the part's size) don't count.
+    object. Holes framed by thin parts (a wheel inside its rim, the gaps of a chair back), holes at
+    the centre of their part (a ring, a donut, a tyre: within 15% of the part's size) and pinholes
+    (under 0.2% of the filled mask) don't count.
     """
     mask_u8 = _u8(mask)
     height, width = mask_u8.shape
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(1 - mask_u8, connectivity=4)
-    _, part_labels, part_stats, part_centroids = cv2.connectedComponentsWithStats(mask_u8, connectivity=8)
-    filled = int(mask_u8.sum())
+    area = int(mask_u8.sum())
+    if area == 0:
+        return 0.0
+    count, labels = cv2.connectedComponents(1 - mask_u8, connectivity=4)  # background regions (0: the mask)
+    areas = np.bincount(labels.ravel(), minlength=count)
+    enclosed = np.ones(count, bool)
+    enclosed[0] = False
+    enclosed[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False  # reaching the border
+    filled = area + int(areas[enclosed].sum())
+    candidates = np.flatnonzero(enclosed & (areas >= 0.002 * filled))  # pinholes can't reach the term's threshold
+    if not len(candidates):
+        return 0.0
+    slices = ndimage.find_objects(labels, max_label=int(candidates.max()))
+    _, part_labels = cv2.connectedComponents(mask_u8, connectivity=8)
     solid = 0
-    for index in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[index])
-        if x == 0 or y == 0 or x + w == width or y + h == height:
-            continue  # background reaching the border is no hole
-        filled += area
-        first = x + int(np.argmax(labels[y, x : x + w] == index))  # the hole's first pixel in raster order:
-        part = int(part_labels[y, first - 1])  # its left neighbour is mask, of the part that encloses it
-        size = max(part_stats[part, 2], part_stats[part, 3])
-        if np.hypot(*(centroids[index] - part_centroids[part])) <= 0.15 * size:
-            continue
-        radius = max(2, int(round(0.5 * np.sqrt(area / np.pi))))
-        y0, y1, x0, x1 = max(0, y - radius), min(height, y + h + radius), max(0, x - radius), min(width, x + w + radius)
-        hole = (labels[y0:y1, x0:x1] == index).astype(np.uint8)
+    for index in candidates:
+        ys, xs = slices[index - 1]
+        x, y, x1, y1, hole_area = xs.start, ys.start, xs.stop, ys.stop, int(areas[index])
+        first = x + int(np.argmax(labels[y, x:x1] == index))  # the hole's first pixel in raster order:
+        part = part_labels == part_labels[y, first - 1]  # its left neighbour is mask, of the part enclosing it
+        part_ys, part_xs = np.nonzero(part)
+        hole_ys, hole_xs = np.nonzero(labels[y:y1, x:x1] == index)
+        size = max(np.ptp(part_ys), np.ptp(part_xs)) + 1
+        offset = (hole_ys.mean() + y - part_ys.mean(), hole_xs.mean() + x - part_xs.mean())
+        if np.hypot(*offset) <= 0.15 * size:
+            continue  # at the centre of its part: a ring, a donut
+        radius = max(2, int(round(0.5 * np.sqrt(hole_area / np.pi))))
+        top, bottom, left, right = max(0, y - radius), min(height, y1 + radius), max(0, x - radius), min(width, x1 + radius)
+        hole = (labels[top:bottom, left:right] == index).astype(np.uint8)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         ring = cv2.dilate(hole, kernel).astype(bool) & ~hole.astype(bool)
-        if ring.any() and mask_u8[y0:y1, x0:x1][ring].mean() >= solid_fill:
-            solid += area
+        if ring.any() and mask_u8[top:bottom, left:right][ring].mean() >= solid_fill:
+            solid += int(hole_area)
     return solid / filled if filled else 0.0
 
 
@@ -156,20 +185,22 @@ def box_agreement(mask: np.ndarray, boxes_xyxy: np.ndarray, margin: float = 0.05
     return support, float(np.average(reaches, weights=weights))
 
 
-def stray_parts(mask: np.ndarray, boxes_xyxy: np.ndarray | None = None, min_part_frac: float = MIN_PART_FRAC,
-                margin: float = 0.05) -> int:
-    """Parts of the mask that no box accounts for (specks below ``min_part_frac`` of the mask ignored).
+def count_parts(mask: np.ndarray, boxes_xyxy: np.ndarray | None = None, min_part_frac: float = MIN_PART_FRAC,
+                margin: float = 0.05) -> tuple[int, int]:
+    """``(boxed, stray)``: parts of the mask inside its boxes and parts no box accounts for.
 
-    With boxes: parts lying mostly (over half their area) outside every box, so several parts inside
-    the boxes of a ``union`` label are fine. Without boxes: every part beyond the first.
+    Parts are 8-connected regions over ``min_part_frac`` of the mask (smaller specks are ignored). A
+    part is stray when most of it (over half its area) lies outside every box (grown by ``margin``).
+    Without boxes the first part counts as boxed and every other one as stray.
     """
     mask_u8 = _u8(mask)
     labels, ids, parts = _parts(mask_u8, min_part_frac)
     grown = _clip_boxes(boxes_xyxy, mask_u8.shape, margin) if boxes_xyxy is not None else np.zeros((0, 4), np.int64)
     if not len(grown):
-        return max(0, len(ids) - 1)
+        return min(1, len(ids)), max(0, len(ids) - 1)
     inside = np.zeros_like(mask_u8, dtype=bool)
     for x0, y0, x1, y1 in grown:
         inside[y0:y1, x0:x1] = True
     inside_counts = np.bincount(labels[inside].ravel(), minlength=labels.max() + 1)
-    return int(sum(inside_counts[i] * 2 < area for i, area in zip(ids, parts[:, 4], strict=True)))
+    stray = int(sum(inside_counts[i] * 2 < area for i, area in zip(ids, parts[:, 4], strict=True)))
+    return len(ids) - stray, stray
