@@ -73,7 +73,7 @@ PARTITIVES = _words(
 # "<part> of X" is a region of X: the object is X ("the front of a house" -> house).
 PARTS = _words(
     "front back side top bottom inside interior exterior outside edge corner middle center centre end tip "
-    "surface half rear part section detail shape outline"
+    "surface half rear part section detail shape outline body"
 )
 
 # Nouns in -ing that name things (their verb reading is rarer in captions): "a tall building",
@@ -81,10 +81,10 @@ PARTS = _words(
 # clause ("a dog sitting on a couch").
 THING_ING = _words(
     "building painting drawing wedding clothing ceiling icing frosting railing carving engraving etching filling "
-    "topping stuffing bedding awning crossing landing opening dressing rendering serving lining siding housing "
-    "planting recording writing marking wiring setting clearing offering covering coating casing packaging "
+    "topping stuffing bedding awning crossing opening dressing rendering lining siding housing "
+    "planting recording writing marking wiring clearing offering covering coating casing packaging "
     "flooring fencing paving tiling shelving seating lighting plumbing roofing piping trimming wrapping binding "
-    "molding moulding cladding scaffolding carpeting tubing netting dwelling lodging cutting printing stocking "
+    "molding moulding cladding scaffolding carpeting tubing netting dwelling lodging stocking "
     "bearing fitting mooring sibling duckling gosling earring evening morning king awning bunting lettering "
     "seasoning breading decking dumpling pudding"
 )
@@ -92,7 +92,9 @@ THING_ING = _words(
 # People nouns: an -ing word after one is an action even when it can name a thing ("a man drawing").
 PERSONS = _words(
     "man men woman women boy boys girl girls child children kid kids person people baby babies lady ladies guy "
-    "guys artist artists worker workers student students teenager teenagers player players"
+    "guys artist artists worker workers student students teenager teenagers player players chef chefs cook cooks "
+    "waiter waitress farmer farmers doctor nurse soldier soldiers officer firefighter policeman teacher musician "
+    "dancer athlete rider driver mother father mom dad grandmother grandfather toddler adult adults bride groom"
 )
 
 COLOURS = _words(
