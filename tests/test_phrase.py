@@ -192,6 +192,12 @@ CAPTIONS = [
     ('one of the cats is sleeping on the bed', 'cats', 'cat'),
     ('a couple sitting on a bench in the park', 'couple', 'couple'),
     ('a woman and her dog walking on the beach', 'woman', 'woman'),
+    ('a large body of water with a mountain in the background', 'water', 'water'),
+    ('a plane landing on a runway', 'plane', 'plane'),
+    ('the sun setting over the ocean', 'sun', 'sun'),
+    ('a chef cutting vegetables in a kitchen', 'chef', 'chef'),
+    ('there is a statue of a woman holding a torch', 'statue', 'statue'),
+    ('arafed giraffe standing in a field', 'giraffe', 'giraffe'),
 ]
 
 
