@@ -80,7 +80,7 @@ def naive_loop(models: LabelModels, paths: list[str], p: LabelParams) -> list[st
         masks, ious, stabilities = naive_sam(models.segmenter, image, detections.boxes_xyxy, p.mask_threshold)
         merged = masks.any(axis=0)
         if merged.any():
-            measure(merged, detections.scores, ious, stabilities)
+            measure(merged, detections.scores, ious, stabilities, detections.boxes_xyxy)
             encode_rle(merged)
         statuses.append("ok" if merged.any() else "no_object")
     return statuses

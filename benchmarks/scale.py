@@ -138,6 +138,7 @@ def synthetic_catalog(root: Path, rows: int, shard_size: int = 512) -> float:
             "mask_area_frac": rng.uniform(0, 1, n).astype(np.float32),
             "components": rng.integers(1, 5, n).astype(np.int32),
             "boundary_smoothness": rng.uniform(0.5, 1, n).astype(np.float32),
+            "shape_score": rng.uniform(0, 1, n).astype(np.float32),
             "quality_score": rng.uniform(0, 1, n).astype(np.float32),
         }).cast(LABEL_SCHEMA)
         write_table_atomic(table, root / "catalog" / "labels" / "run=synthetic" / f"shard-{start // shard_size:05d}.parquet")

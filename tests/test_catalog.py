@@ -49,8 +49,19 @@ def test_empty_workdir_has_every_view_with_columns(tmp_path):
             assert con.execute(f"SELECT count(*) FROM {view}").fetchone() == (0,)
         columns = [r[0] for r in con.execute("DESCRIBE label_quality").fetchall()]
     for column in ("image_id", "path", "caption", "phrase", "category", "box_count", "best_box_score",
-                   "mask_area_frac", "sam_pred_iou", "quality_score", "status", "error"):
+                   "mask_area_frac", "sam_pred_iou", "shape_score", "quality_score", "status", "error"):
         assert column in columns
+
+
+def test_shards_written_before_shape_score_existed_still_read(tmp_path):
+    wd = Workdir.at(tmp_path / "old")
+    table = labels_to_table(_labels("r0")[:1])
+    old = table.drop_columns(["shape_score"])  # the label schema before the column was added
+    write_table_atomic(old, wd.labels_dir("r0") / "shard-00000.parquet", "f0")
+    build_catalog(wd)
+    with connect_readonly(wd.catalog_path) as con:
+        assert con.execute("SELECT image_id, shape_score, quality_score FROM label_quality").fetchall() == [
+            ("id-a", None, pytest.approx(0.7))]
 
 
 def test_views_answer_from_shards(workdir):

@@ -1,8 +1,6 @@
-"""Labelling logic on hand-made inputs: phrases, NMS, box policies, thresholds, quality signals."""
+"""Labelling logic on hand-made inputs: phrases, NMS, box policies, thresholds (quality signals: test_quality.py)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -10,8 +8,6 @@ import torch
 
 from engine.labeling.boxes import box_iou, nms, select_boxes
 from engine.labeling.phrase import Phrase, extract_phrase
-from engine.labeling.quality import area_term, measure, quality_score
-from engine.masks import boundary_smoothness, connected_components, mask_area_fraction
 from engine.models.outputs import Detections
 from engine.params import LabelParams
 
@@ -122,67 +118,3 @@ def test_degenerate_boxes_are_dropped_and_unknown_policy_refused():
 def test_label_params_refuse_bad_thresholds(overrides, message):
     with pytest.raises(ValueError, match=message):
         LabelParams(**overrides)
-
-
-def _square(size: int, start: int, stop: int) -> np.ndarray:
-    mask = np.zeros((size, size), bool)
-    mask[start:stop, start:stop] = True
-    return mask
-
-
-TWO_BLOBS = np.zeros((8, 8), bool)
-TWO_BLOBS[0:2, 0:2] = TWO_BLOBS[5:8, 5:8] = True
-
-
-@pytest.mark.parametrize(
-    "mask, area, components, smoothness",
-    [
-        (_square(4, 1, 3), 4 / 16, 1, 0.0),  # a 2x2 blob vanishes under the 3x3 opening: no smooth outline
-        (np.ones((4, 4), bool), 1.0, 1, 1.0),
-        (np.zeros((4, 4), bool), 0.0, 0, 0.0),
-        (np.eye(4, dtype=bool), 4 / 16, 1, 0.0),  # diagonal pixels are 8-connected
-        (TWO_BLOBS, 13 / 64, 2, None),
-        # 4x4 square: perimeter 12 through pixel centres; opened with the 3x3 cross it loses its
-        # corners: 4 straight steps + 4 diagonal ones = 4 + 4*sqrt(2).
-        (_square(8, 2, 6), 16 / 64, 1, (4 + 4 * math.sqrt(2)) / 12),
-    ],
-)
-def test_mask_signals_on_hand_made_masks(mask, area, components, smoothness):
-    assert mask_area_fraction(mask) == pytest.approx(area)
-    assert connected_components(mask) == components
-    if smoothness is not None:
-        assert boundary_smoothness(mask) == pytest.approx(smoothness, abs=1e-6)
-
-
-@pytest.mark.parametrize(
-    "frac, expected", [(0.0, 0.0), (0.005, 0.5), (0.01, 1.0), (0.5, 1.0), (0.8, 1.0), (0.9, 0.5), (1.0, 0.0)]
-)
-def test_area_term(frac, expected):
-    assert area_term(frac) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize(
-    "args, expected",
-    [
-        ((1.0, 1.0, 1.0, 0.5, 1, 1.0), 1.0),
-        ((0.5, 1.0, 1.0, 0.5, 4, 1.0), 0.25 ** (1 / 6)),  # 0.5 and 1/sqrt(4) = 0.5
-        ((0.8, 1.3, 0.9, 0.005, 1, 0.5), (0.8 * 1.0 * 0.9 * 0.5 * 1.0 * 0.5) ** (1 / 6)),  # IoU clipped to 1
-        ((0.0, 1.0, 1.0, 0.5, 1, 1.0), 0.0),  # no grounding confidence
-        ((1.0, -0.2, 1.0, 0.5, 1, 1.0), 0.0),  # negative predicted IoU clips to 0
-        ((1.0, 1.0, 0.0, 0.5, 1, 1.0), 0.0),  # unstable
-        ((1.0, 1.0, 1.0, 0.0, 1, 1.0), 0.0),  # empty mask
-        ((1.0, 1.0, 1.0, 1.0, 1, 1.0), 0.0),  # full-frame mask
-        ((1.0, 1.0, 1.0, 0.5, 0, 1.0), 0.0),  # no component
-        ((1.0, 1.0, 1.0, 0.5, 1, 0.0), 0.0),  # ragged outline
-    ],
-)
-def test_quality_score_formula_and_zero_cases(args, expected):
-    assert quality_score(*args) == pytest.approx(expected)
-
-
-def test_measure_averages_per_box_values():
-    signals = measure(_square(8, 2, 6), np.array([0.4, 0.7]), np.array([0.9, 0.7]), np.array([1.0, 0.8]))
-    assert (signals.best_box_score, signals.box_count, signals.components) == (pytest.approx(0.7), 2, 1)
-    assert (signals.sam_pred_iou, signals.stability_score, signals.mask_area_frac) == pytest.approx((0.8, 0.9, 0.25))
-    expected = quality_score(0.7, 0.8, 0.9, 0.25, 1, (4 + 4 * math.sqrt(2)) / 12)
-    assert signals.quality_score == pytest.approx(expected)

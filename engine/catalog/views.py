@@ -43,6 +43,7 @@ QUALITY_COLUMNS = (
     "mask_area_frac",
     "components",
     "boundary_smoothness",
+    "shape_score",
     "quality_score",
 )
 
@@ -92,7 +93,8 @@ def _source_sql(directories: Path | list[Path], schema: pa.Schema) -> str:
 
 
 # Columns that only some label versions carry (refine-labels adds them); NULL where absent.
-OPTIONAL_LABEL_COLUMNS = {"cue_agreement": "FLOAT", "refine_change": "FLOAT", "source_run": "VARCHAR"}
+OPTIONAL_LABEL_COLUMNS = {"cue_agreement": "FLOAT", "refine_change": "FLOAT", "source_run": "VARCHAR",
+                          "shape_score": "FLOAT"}  # shape_score: absent from shards written before it existed
 
 
 def _read(path_or_glob: Path | str) -> str:

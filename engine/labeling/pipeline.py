@@ -148,7 +148,7 @@ class Labeler:
                 masks = segmented[i]
                 merged = masks.masks.any(axis=0)
                 if merged.any():
-                    signals = measure(merged, det.scores, masks.pred_iou, masks.stability)
+                    signals = measure(merged, det.scores, masks.pred_iou, masks.stability, det.boxes_xyxy)
                     labels.append(self._base(item, shard, status="ok", mask_rle=encode_rle(merged), **text, **boxes, **vars(signals)))
                     continue
                 reason = f"SAM returned an empty mask for {len(det)} box(es)"

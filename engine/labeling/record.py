@@ -43,6 +43,7 @@ class PseudoLabel:
     mask_area_frac: float | None = None
     components: int | None = None
     boundary_smoothness: float | None = None
+    shape_score: float | None = None
     quality_score: float | None = None
 
     def __post_init__(self) -> None:
@@ -81,6 +82,7 @@ LABEL_SCHEMA = pa.schema(
         ("mask_area_frac", pa.float32()),
         ("components", pa.int32()),
         ("boundary_smoothness", pa.float32()),
+        ("shape_score", pa.float32()),
         ("quality_score", pa.float32()),
     ]
 )

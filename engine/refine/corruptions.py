@@ -91,3 +91,19 @@ def corrupt_mask(mask: np.ndarray, rng: np.random.Generator, kind: str | None = 
     if kind not in _FUNCS:
         raise ValueError(f"unknown corruption {kind!r}; known: {KINDS}")
     return _FUNCS[kind](mask.astype(bool), rng), kind
+
+
+# --- Added for benchmarks/quality_signals.py (kept out of KINDS so the refinement benchmark's cycle is unchanged).
+
+
+def missing_part(mask: np.ndarray, rng: np.random.Generator, low: float = 0.2, high: float = 0.45) -> np.ndarray:
+    """The object with one side cut away: a straight cut in a random direction removes ``low``..``high``
+    of its area (SAM segmenting only a part: the upper body, the cab of a truck)."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return mask.copy()
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    direction = np.array([np.sin(angle), np.cos(angle)])
+    cut = np.quantile(ys * direction[0] + xs * direction[1], 1.0 - rng.uniform(low, high))
+    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    return mask & ((yy * direction[0] + xx * direction[1]) <= cut)

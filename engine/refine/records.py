@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from engine.labeling.quality import quality_score
+from engine.labeling.quality import mask_signals, quality_score
 from engine.labeling.record import LABEL_SCHEMA
-from engine.masks import boundary_smoothness, connected_components, decode_rle, encode_rle, mask_area_fraction
+from engine.masks import decode_rle, encode_rle
 
 REFINE_COLUMNS = ("cue_agreement", "refine_change", "source_run")
 REFINED_LABEL_SCHEMA = pa.schema(
@@ -45,7 +45,7 @@ def _recomputed_quality(row: dict) -> float | None:
     needed = (row.get("best_box_score"), row.get("sam_pred_iou"), row.get("stability_score"))
     if any(v is None for v in needed):
         return None
-    return quality_score(*needed, row["mask_area_frac"], row["components"], row["boundary_smoothness"])
+    return quality_score(*needed, row["shape_score"])
 
 
 def refined_row(row: dict, run_id: str, source_run: str, refined: np.ndarray | None, cue: np.ndarray | None) -> dict:
@@ -66,8 +66,7 @@ def refined_row(row: dict, run_id: str, source_run: str, refined: np.ndarray | N
         out.update(status="ok", error=None, mask_rle=encode_rle(refined))
     else:
         out.update(status="no_object", error=None, mask_rle=None)
-    out.update(mask_area_frac=mask_area_fraction(refined), components=connected_components(refined),
-               boundary_smoothness=boundary_smoothness(refined))
+    out.update(mask_signals(refined, row.get("boxes_xyxy")))
     out["quality_score"] = _recomputed_quality(out)
     return out
 
