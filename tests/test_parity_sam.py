@@ -21,11 +21,18 @@ from parity_support import (
     golden_json,
     input_image,
     mask_png,
+    parity_threads,
     save_official,
     spec_weights,
 )
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    with parity_threads():
+        yield
 
 LOGITS_ATOL = 5e-5  # measured max 8.2e-6 with the official LayerNorm eps; transformers' 1e-6 gives 2e-4
 EMBEDDING_ATOL = 1e-4  # measured 1.4e-5
