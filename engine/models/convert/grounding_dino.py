@@ -37,12 +37,12 @@ import torch
 
 from engine.models.convert.common import (
     Tensors,
-    check_state_dict,
     count_indices,
     drop_known_extras,
     load_checkpoint,
     rename,
     require,
+    save_converted,
     split_rows,
 )
 
@@ -243,15 +243,7 @@ def convert_grounding_dino(checkpoint: str | Path, out_dir: str | Path, tokenize
     bert_tokenizer = load_bert_tokenizer(checkpoint, tokenizer)
     if len(bert_tokenizer) > config.text_config.vocab_size:
         raise ValueError(f"{checkpoint}: tokenizer has {len(bert_tokenizer)} tokens, the text backbone only {config.text_config.vocab_size}")
-    converted = map_grounding_dino_keys(state)
-    model = GroundingDinoForObjectDetection(config).eval()
-    expected = model.state_dict()
-    for key in expected:
-        if any(re.search(p, key) for p in UNUSED_TARGETS) and key not in converted:
-            converted[key] = expected[key].clone()
-    check_state_dict(checkpoint, converted, expected)
-    model.load_state_dict(converted, strict=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    save_converted(GroundingDinoForObjectDetection, config, map_grounding_dino_keys(state), checkpoint, out_dir,
+                   fill=lambda key: any(re.search(p, key) for p in UNUSED_TARGETS))
     GroundingDinoProcessor(image_processor=GroundingDinoImageProcessorPil(), tokenizer=bert_tokenizer).save_pretrained(out_dir)
     return out_dir

@@ -32,16 +32,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
-
 from engine.models.convert.common import (
     Tensors,
-    check_state_dict,
     count_indices,
     drop_known_extras,
     load_checkpoint,
     rename,
     require,
+    save_converted,
 )
 
 SAM_EXTRAS = (r"^pixel_mean$", r"^pixel_std$")
@@ -183,13 +181,6 @@ def convert_sam(checkpoint: str | Path, out_dir: str | Path) -> Path:
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     state = drop_known_extras(load_checkpoint(checkpoint), SAM_EXTRAS)
     config = infer_sam_config(checkpoint, state)
-    converted = map_sam_keys(state)
-    with torch.device("meta"):
-        expected = SamModel(config).state_dict()
-    check_state_dict(checkpoint, converted, expected)
-    model = SamModel(config).eval()
-    model.load_state_dict(converted, strict=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    save_converted(SamModel, config, map_sam_keys(state), checkpoint, out_dir)
     sam_processor(config.vision_config.image_size).save_pretrained(out_dir)
     return out_dir
