@@ -171,3 +171,13 @@ def test_registry_loads_and_identifies_the_chosen_numerics():
     assert load_model(default, runtime).model.sodforge_numerics == "idea"
     assert load_model(chosen, runtime).model.sodforge_numerics == "transformers"
     clear_model_cache()
+
+
+def test_numerics_change_the_labelling_run_and_its_fingerprints():
+    from engine.labeling.pipeline import labelling_run_id
+    from engine.models.registry import model_identities
+    from engine.params import LabelParams
+
+    runs = {value: labelling_run_id(model_identities(ModelsParams(grounder_numerics=value).specs("tiny")), LabelParams())
+            for value in ("idea", "transformers")}
+    assert runs["idea"] != runs["transformers"]

@@ -18,7 +18,8 @@ counted in the module's source when first applied (2 in ``GroundingDinoDecoder.f
 ``GroundingDinoForObjectDetection.forward``), and each forward must route exactly
 ``2 * decoder_layers`` calls through the override. Anything else raises
 :class:`NumericsUnavailableError` saying what changed and how to run anyway (``numerics:
-transformers``).
+transformers``). Checked under ``torch.compile`` too (eager and aot_eager backends: the same outputs
+as without compiling). Apply it to the loaded model before compiling or wrapping it.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _install() -> None:
                 f"transformers {transformers.__version__}: GroundingDINO's inverse-sigmoid call sites changed "
                 f"(expected {expected} calls of {_CALL[:-1]} in forward, found {found}); IDEA numerics cannot be "
                 "applied safely. Set the grounder's numerics to 'transformers' (models.grounder_numerics in "
-                "params.yaml) or install a transformers version checked with engine/models/numerics.py (5.23-5.24)."
+                "params.yaml), or install a transformers version with these call sites (checked: 5.24.0)."
             )
         module.torch = _TorchProxy()
 
