@@ -34,8 +34,11 @@ def _threads():
     with parity_threads():
         yield
 
-LOGITS_ATOL = 5e-5  # measured max 8.2e-6 with the official LayerNorm eps; transformers' 1e-6 gives 2e-4
-EMBEDDING_ATOL = 1e-4  # measured 1.4e-5
+# Low-res logits: measured max 8.2e-6 (2 threads) with the official LayerNorm eps the converter sets;
+# transformers' default eps gives 1.7e-4 / 2.0e-4. 5e-5 leaves 6x room for float noise and still fails
+# that eps by 3x (test below); the README's 5e-4 would hide it, 3e-5 is within 4x of the noise.
+LOGITS_ATOL = 5e-5
+EMBEDDING_ATOL = 1e-4  # measured max 1.4e-5
 IOU_PRED_ATOL = 1e-4
 MIN_MASK_IOU = 0.999
 
