@@ -31,12 +31,21 @@ class ModelSpec:
     """One model: ``family`` (blip / grounding_dino / sam) and a ``source``.
 
     ``source`` is a Hugging Face id, a local directory written by ``save_pretrained``, an official
-    checkpoint file (``.pth``), or ``tiny`` for the built-in tiny random model.
+    checkpoint file (``.pth``), or ``tiny`` for the built-in tiny random model. ``numerics``
+    (grounding_dino only): ``idea`` (default for ``None``) or ``transformers``, which inverse sigmoid
+    the box refinement uses (see ``engine/models/numerics.py``); part of the model's identity.
     """
 
     family: str
     source: str
     revision: str | None = None
+    numerics: Literal["idea", "transformers"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.numerics not in (None, "idea", "transformers"):
+            raise ValueError(f"model {self.source!r}: numerics must be 'idea' or 'transformers', got {self.numerics!r}")
+        if self.numerics is not None and self.family != "grounding_dino":
+            raise ValueError(f"model {self.source!r}: numerics applies to grounding_dino only, not {self.family!r}")
 
 
 DEFAULT_PROFILES: dict[str, dict[str, str]] = {
@@ -65,6 +74,13 @@ class ModelsParams:
     # Fine-tuned BLIP (finetune-captioner); replaces the profile's captioner once it is finished and was
     # fine-tuned from that same captioner (see engine.captioning.checkpoint).
     captioner_checkpoint: str | None = None
+    # GroundingDINO's inverse sigmoid: IDEA's (eps 1e-3, as the released weights were trained; default for
+    # every grounder, Hugging Face IDEA-Research/grounding-dino-* included) or transformers' (eps 1e-5).
+    grounder_numerics: Literal["idea", "transformers"] = "idea"
+
+    def __post_init__(self) -> None:
+        if self.grounder_numerics not in ("idea", "transformers"):
+            raise ValueError(f"models params: grounder_numerics must be 'idea' or 'transformers', got {self.grounder_numerics!r}")
 
     def specs(self, profile: str | None = None, finetuned: bool = True) -> dict[str, ModelSpec]:
         """The captioner / grounder / segmenter specs of ``profile`` (default: ``self.profile``).
@@ -83,7 +99,9 @@ class ModelsParams:
             from engine.captioning.checkpoint import finetuned_source
 
             table = {**table, "captioner": finetuned_source(self.captioner_checkpoint, str(table["captioner"])) or table["captioner"]}
-        return {role: ModelSpec(families[role], str(table[role])) for role in families}
+        specs = {role: ModelSpec(families[role], str(table[role])) for role in families}
+        specs["grounder"] = dataclasses.replace(specs["grounder"], numerics=self.grounder_numerics)
+        return specs
 
 
 @dataclass(frozen=True)

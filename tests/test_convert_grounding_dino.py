@@ -1,4 +1,11 @@
-"""Official GroundingDINO checkpoints -> GroundingDinoForObjectDetection: layout, weights, outputs, refusals."""
+"""Round-trip tests of the GroundingDINO key mapping, config inference and refusals (fast, tiny models).
+
+These are circular by construction: the "official" file is written from a transformers model by this
+test's own inverse mapping, so they prove the mapping is a bijection on every key, that the released
+files' extras are dropped by name and anything else refused by name, not that the converted model
+computes what IDEA's code computes. That is proven against IDEA's own outputs in
+tests/test_parity_grounding_dino.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, SwinConfig
 
+from engine.models.convert.common import drop_known_extras
 from engine.models.convert.grounding_dino import (
+    GDINO_EXTRAS,
     convert_grounding_dino,
     infer_grounding_dino_config,
     map_grounding_dino_keys,
@@ -110,9 +119,10 @@ def to_official(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _with_extras(state: dict, config: GroundingDinoConfig) -> dict:
-    """Keys present in real IDEA checkpoints that the converter must drop knowingly."""
+    """Keys present in IDEA's released checkpoints that the converter must drop knowingly."""
     hidden = config.text_config.hidden_size
     state = dict(state)
+    state["label_enc.weight"] = torch.zeros(2001, config.d_model)  # DINO's denoising label embedding
     state["bert.pooler.dense.weight"] = torch.zeros(hidden, hidden)
     state["bert.pooler.dense.bias"] = torch.zeros(hidden)
     state["bert.embeddings.position_ids"] = torch.arange(config.text_config.max_position_embeddings)[None]
@@ -133,7 +143,7 @@ def official(tmp_path_factory) -> tuple[Path, GroundingDinoForObjectDetection, d
     model = GroundingDinoForObjectDetection(config).eval()
     state = _with_extras(to_official(model.state_dict()), config)
     path = tmp_path_factory.mktemp("gdino") / "groundingdino_tiny_ogc.pth"
-    torch.save({"model": state, "optimizer": {}, "epoch": 3}, path)
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "optimizer": {}, "epoch": 3}, path)  # released layout
     return path, model, state
 
 
@@ -204,7 +214,37 @@ def test_config_inferred_from_shapes(official):
         assert list(np.atleast_1d(getattr(config.backbone_config, name))) == list(np.atleast_1d(getattr(expected.backbone_config, name)))
 
 
-def test_convert_gives_identical_weights_and_outputs(official, tokenizer_dir, tmp_path):
+def test_swin_b_layout_inferred_from_shapes():
+    """IDEA's groundingdino_swinb_cogcoor.pth layout (Swin-B, window 12, full BERT), on meta tensors."""
+    config = GroundingDinoConfig(backbone_config=SwinConfig(
+        image_size=384, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12, out_indices=[2, 3, 4]))
+    with torch.device("meta"):
+        model = GroundingDinoForObjectDetection(config)
+    inferred = infer_grounding_dino_config("groundingdino_swinb_cogcoor.pth", to_official(model.state_dict(keep_vars=True)))
+    swin = inferred.backbone_config
+    assert (swin.embed_dim, list(swin.depths), list(swin.num_heads), swin.window_size) == (128, [2, 2, 18, 2], [4, 8, 16, 32], 12)
+    assert (inferred.text_config.hidden_size, inferred.text_config.num_attention_heads, inferred.decoder_bbox_embed_share) == (768, 12, True)
+
+
+@pytest.mark.parametrize(
+    "key, dropped",
+    [
+        ("label_enc.weight", True),  # in both released files (2001 x 256)
+        ("bert.embeddings.position_ids", True),
+        ("bert.pooler.dense.weight", True),
+        ("bert.pooler.dense.bias", True),
+        ("backbone.0.layers.2.blocks.5.attn.relative_position_index", True),
+        ("label_enc.bias", False),  # near misses are not extras: refused as unexpected keys
+        ("transformer.label_enc.weight", False),
+        ("bert.pooler.activation.weight", False),
+        ("backbone.0.layers.0.blocks.0.attn.relative_position_bias_table", False),
+    ],
+)
+def test_known_extras_are_dropped_by_exact_name(key, dropped):
+    assert (key not in drop_known_extras({key: torch.zeros(1)}, GDINO_EXTRAS)) is dropped
+
+
+def test_round_trip_through_our_inverse_mapping_gives_identical_weights_and_outputs(official, tokenizer_dir, tmp_path):
     path, reference, _ = official
     out = convert_grounding_dino(path, tmp_path / "out", tokenizer=str(tokenizer_dir))
     converted = GroundingDinoForObjectDetection.from_pretrained(out).eval()
@@ -228,6 +268,7 @@ def test_convert_gives_identical_weights_and_outputs(official, tokenizer_dir, tm
         ("unexpected", r"unexpected keys \(1\): transformer\.extra\.weight"),
         ("shape", r"mismatched shapes \(1\): model\.enc_output\.bias: checkpoint \(31,\) vs model \(32,\)"),
         ("layout", r"missing keys \['feat_map\.weight'\]"),
+        ("near_miss", r"unexpected keys \(1\): label_enc\.bias"),
     ],
 )
 def test_corrupted_checkpoint_is_refused_naming_the_keys(official, tokenizer_dir, tmp_path, kind, message):
@@ -238,6 +279,8 @@ def test_corrupted_checkpoint_is_refused_naming_the_keys(official, tokenizer_dir
         state["transformer.extra.weight"] = torch.zeros(2)
     elif kind == "shape":
         state["transformer.enc_output.bias"] = torch.zeros(31)
+    elif kind == "near_miss":
+        state["label_enc.bias"] = torch.zeros(32)
     else:
         del state["feat_map.weight"]
     bad = tmp_path / f"bad_{kind}.pth"
@@ -265,7 +308,7 @@ def test_registry_converts_once_and_detects(official, tokenizer_dir, tmp_path, m
     monkeypatch.setenv("SODFORGE_BERT_TOKENIZER", str(tokenizer_dir))
     spec = ModelSpec("grounding_dino", str(official[0]))
     resolved = resolve_source(spec)
-    assert re.fullmatch(r"grounding_dino:pth:[0-9a-f]{32}", resolved.identity)
+    assert re.fullmatch(r"grounding_dino:pth:[0-9a-f]{32}:c\d+;numerics=idea", resolved.identity)
     assert resolve_source(spec) == resolved
     clear_model_cache()
     grounder = load_model(spec, resolve_runtime("cpu", "fp32"))

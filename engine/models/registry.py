@@ -21,14 +21,31 @@ from engine.params import ModelSpec
 
 @dataclass(frozen=True)
 class ResolvedSource:
-    """Where a model's files are and a string that changes whenever its weights do."""
+    """Where a model's files are, a string that changes whenever its weights or numerics do, and the
+    numerics its loader applies (``idea`` / ``transformers`` for grounding_dino, else None)."""
 
     directory: Path
     identity: str
+    numerics: str | None = None
 
 
 def resolve_source(spec: ModelSpec) -> ResolvedSource:
-    """Find the files of ``spec`` locally (building ``tiny``), or raise ValueError saying what to do."""
+    """Find the files of ``spec`` locally (building ``tiny``), or raise ValueError saying what to do.
+
+    GroundingDINO sources carry their numerics (``spec.numerics``, default ``idea`` for every source:
+    official ``.pth``, Hugging Face ``IDEA-Research/grounding-dino-*`` and ``tiny`` alike) in the
+    identity, so changing them changes every fingerprint that depends on the grounder.
+    """
+    resolved = _resolve_files(spec)
+    if spec.family != "grounding_dino":
+        return resolved
+    from engine.models.numerics import DEFAULT_NUMERICS
+
+    numerics = spec.numerics or DEFAULT_NUMERICS
+    return ResolvedSource(resolved.directory, f"{resolved.identity};numerics={numerics}", numerics)
+
+
+def _resolve_files(spec: ModelSpec) -> ResolvedSource:
     if spec.source == "tiny":
         if spec.family not in TINY_FAMILIES:
             raise ValueError(f"no tiny model for family {spec.family!r}")
@@ -40,10 +57,11 @@ def resolve_source(spec: ModelSpec) -> ResolvedSource:
             raise ValueError(f"{path}: not a saved model directory (no config.json)")
         return ResolvedSource(path, f"{spec.family}:dir:{directory_identity(path)}")
     if path.is_file() and path.suffix in (".pth", ".pt"):
-        from engine.models.convert import convert_cached  # official checkpoint: converted once, cached
+        # official checkpoint: converted once, cached
+        from engine.models.convert import CONVERTER_VERSIONS, convert_cached
 
         directory, digest = convert_cached(spec.family, path)
-        return ResolvedSource(directory, f"{spec.family}:pth:{digest}")
+        return ResolvedSource(directory, f"{spec.family}:pth:{digest}:{CONVERTER_VERSIONS[spec.family]}")
     if path.suffix in (".pth", ".pt", ".bin", ".safetensors") or path.exists():
         raise ValueError(
             f"{path}: only official .pth/.pt checkpoints (SAM, GroundingDINO) or save_pretrained directories "

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from engine.models.adapters.common import from_pretrained, to_device
+from engine.models.numerics import apply_numerics
 from engine.models.outputs import Detections
 from engine.models.registry import ResolvedSource, register
 from engine.models.runtime import Runtime
@@ -81,5 +82,6 @@ def load_grounding_dino(source: ResolvedSource, runtime: Runtime) -> GroundingDi
     from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
     model = from_pretrained(GroundingDinoForObjectDetection, str(source.directory), runtime)
+    model = apply_numerics(model, source.numerics)  # IDEA's inverse sigmoid unless numerics: transformers
     processor = AutoProcessor.from_pretrained(str(source.directory))
     return GroundingDinoGrounder(model, processor, runtime, source.identity)

@@ -1,7 +1,7 @@
 """Official checkpoints -> transformers model directories, converted once and cached.
 
 ``convert_cached(family, checkpoint)`` converts Meta's SAM ``.pth`` or IDEA's GroundingDINO ``.pth``
-into ``$SODFORGE_CACHE/converted/<family>-<content hash>/`` (model and processor saved with
+into ``$SODFORGE_CACHE/converted/<family>-<content hash>-<converter version>/`` (model and processor saved with
 ``save_pretrained``), so it is then loaded through exactly the same ``from_pretrained`` path as any
 local directory. The directory is written under a temporary name and renamed into place.
 """
@@ -20,6 +20,9 @@ CONVERTERS: dict[str, Callable[[Path, Path], Path]] = {
     "grounding_dino": convert_grounding_dino,
 }
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
+# Bumped whenever a converter's output changes for the same file (c2: SAM decoder LayerNorm eps 1e-5,
+# GroundingDINO label_enc dropped), so caches and model identities follow.
+CONVERTER_VERSIONS = {"sam": "c2", "grounding_dino": "c2"}
 
 
 def convert_cached(family: str, checkpoint: str | Path, cache_root: Path | None = None) -> tuple[Path, str]:
@@ -32,10 +35,10 @@ def convert_cached(family: str, checkpoint: str | Path, cache_root: Path | None 
     checkpoint = Path(checkpoint)
     root = cache_root or converted_root()
     digest = file_hash(checkpoint, root)
-    target = root / f"{family}-{digest}"
+    target = root / f"{family}-{digest}-{CONVERTER_VERSIONS[family]}"
     if not (target / "config.json").is_file():
         write_directory_atomic(target, lambda staging: CONVERTERS[family](checkpoint, staging))
     return target, digest
 
 
-__all__ = ["CHECKPOINT_SUFFIXES", "CONVERTERS", "convert_cached", "convert_grounding_dino", "convert_sam"]
+__all__ = ["CHECKPOINT_SUFFIXES", "CONVERTERS", "CONVERTER_VERSIONS", "convert_cached", "convert_grounding_dino", "convert_sam"]

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -84,6 +85,29 @@ def check_state_dict(path: str | Path, converted: Tensors, expected: Tensors) ->
         problems.append(f"mismatched shapes ({len(mismatched)}): {'; '.join(mismatched[:12])}")
     if problems:
         raise ValueError(f"{path}: checkpoint does not match the model it should convert to: " + " | ".join(problems))
+
+
+def save_converted(model_cls: Any, config: Any, converted: Tensors, path: str | Path, out_dir: Path,
+                   fill: Callable[[str], bool] | None = None) -> None:
+    """Check ``converted`` against ``model_cls(config)`` and ``save_pretrained`` it into ``out_dir``.
+
+    The model is built on the meta device and takes the checkpoint's tensors as they are
+    (``assign=True``): no random initialisation, no copy. Target keys for which ``fill(key)`` is true
+    and that the checkpoint lacks get a norm layer's initial value (weights 1, biases 0).
+    Raises ValueError naming ``path`` and the keys when anything else is missing, extra or misshaped.
+    """
+    with torch.device("meta"):
+        model = model_cls(config)
+    expected = model.state_dict()
+    converted = {key: value.contiguous() for key, value in converted.items()}
+    for key, target in expected.items():
+        if fill is not None and key not in converted and fill(key):
+            make = torch.ones if key.endswith("weight") else torch.zeros
+            converted[key] = make(target.shape, dtype=target.dtype)
+    check_state_dict(path, converted, expected)
+    model.load_state_dict(converted, strict=True, assign=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out_dir)
 
 
 def drop_known_extras(state: Tensors, patterns: Iterable[str]) -> Tensors:

@@ -1,17 +1,25 @@
 """IDEA's GroundingDINO checkpoints (``groundingdino_swint_ogc.pth``, ``..._swinb_...``) -> transformers.
 
-The file holds ``{"model": state_dict, ...}`` with ``module.``-less keys: ``backbone.0.*`` (Swin),
-``bert.*`` (bert-base-uncased), ``feat_map``, ``input_proj``, ``transformer.*`` and ``bbox_embed``.
+The file holds ``{"model": state_dict, ...}``; its keys (``module.``-prefixed in the released files;
+the prefix is removed) are ``backbone.0.*`` (Swin), ``bert.*`` (bert-base-uncased), ``feat_map``,
+``input_proj``, ``transformer.*`` and ``bbox_embed`` (the decoder's shared box head, stored twice).
 The layout (Swin-T / Swin-B, layer counts, widths) is read from the shapes. Key mapping learnt from
 transformers' ``convert_grounding_dino_to_hf.py`` and checked against
 ``GroundingDinoForObjectDetection.state_dict()`` of the installed transformers: fused ``qkv`` /
 ``in_proj`` projections are split into query / key / value; the rest is renamed section by section.
 
-Known extras dropped (documented, not silent): ``bert.pooler.*`` (never used by GroundingDINO and
-absent from the transformers text backbone), ``bert.embeddings.position_ids`` and Swin
-``relative_position_index`` (derived buffers that transformers recomputes). Target keys filled
-with their initial values: ``swin.layernorm.*`` (not used by the Swin backbone's outputs;
-transformers itself ignores them when loading). Anything else is refused with a ValueError.
+Known extras dropped by name (:data:`GDINO_EXTRAS`; documented, not silent), all present in IDEA's
+released ``groundingdino_swint_ogc.pth`` and ``groundingdino_swinb_cogcoor.pth``:
+
+* ``label_enc.weight`` (2001 x 256): DINO's contrastive-denoising label embedding, used only in
+  training (IDEA's own ``load_model`` reports it as an unexpected key);
+* ``bert.embeddings.position_ids`` (1 x 512): a buffer ``arange(512)`` older BERT code saved;
+* ``bert.pooler.*``: BERT's pooler, never used by GroundingDINO and absent from transformers' text backbone;
+* Swin ``attn.relative_position_index``: a derived buffer that transformers recomputes.
+
+Target keys filled with their initial values: ``swin.layernorm.*`` (not used by the Swin backbone's
+outputs; transformers itself ignores them when loading). Anything else, missing or of another shape
+is refused with a ValueError naming the keys.
 
 The processor needs the bert-base-uncased tokenizer: from ``tokenizer`` (a local directory or a
 Hugging Face id found in the local cache), else ``SODFORGE_BERT_TOKENIZER``, else a
@@ -29,16 +37,21 @@ import torch
 
 from engine.models.convert.common import (
     Tensors,
-    check_state_dict,
     count_indices,
     drop_known_extras,
     load_checkpoint,
     rename,
     require,
+    save_converted,
     split_rows,
 )
 
-GDINO_EXTRAS = (r"^bert\.pooler\.", r"^bert\.embeddings\.position_ids$", r"\.attn\.relative_position_index$")
+GDINO_EXTRAS = (
+    r"^label_enc\.weight$",
+    r"^bert\.pooler\.dense\.(weight|bias)$",
+    r"^bert\.embeddings\.position_ids$",
+    r"^backbone\.0\.layers\.\d+\.blocks\.\d+\.attn\.relative_position_index$",
+)
 UNUSED_TARGETS = (r"\.swin\.layernorm\.",)
 HEADS = 8  # not visible in shapes; 8 in both official configs (text enhancer and fusion use 8 // 2)
 SWIN = "model.backbone.conv_encoder.model.swin."
@@ -148,7 +161,11 @@ def _swin_config(path: Path, state: Tensors):
 def _shared(state: Tensors, prefix: str, count: int) -> bool:
     """Whether ``{prefix}{i}.*`` for i < count all hold the same values as ``{prefix}0.*``."""
     first = {k[len(f"{prefix}0."):]: v for k, v in state.items() if k.startswith(f"{prefix}0.")}
-    return all(torch.equal(v, state.get(f"{prefix}{i}.{name}", torch.empty(0))) for i in range(1, count) for name, v in first.items())
+
+    def same(v: torch.Tensor, other: torch.Tensor | None) -> bool:  # one object (an alias), or equal values
+        return other is v or (other is not None and other.shape == v.shape and torch.equal(v, other))
+
+    return all(same(v, state.get(f"{prefix}{i}.{name}")) for i in range(1, count) for name, v in first.items())
 
 
 def infer_grounding_dino_config(path: str | Path, state: Tensors, text_heads: int | None = None):
@@ -226,15 +243,7 @@ def convert_grounding_dino(checkpoint: str | Path, out_dir: str | Path, tokenize
     bert_tokenizer = load_bert_tokenizer(checkpoint, tokenizer)
     if len(bert_tokenizer) > config.text_config.vocab_size:
         raise ValueError(f"{checkpoint}: tokenizer has {len(bert_tokenizer)} tokens, the text backbone only {config.text_config.vocab_size}")
-    converted = map_grounding_dino_keys(state)
-    model = GroundingDinoForObjectDetection(config).eval()
-    expected = model.state_dict()
-    for key in expected:
-        if any(re.search(p, key) for p in UNUSED_TARGETS) and key not in converted:
-            converted[key] = expected[key].clone()
-    check_state_dict(checkpoint, converted, expected)
-    model.load_state_dict(converted, strict=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    save_converted(GroundingDinoForObjectDetection, config, map_grounding_dino_keys(state), checkpoint, out_dir,
+                   fill=lambda key: any(re.search(p, key) for p in UNUSED_TARGETS))
     GroundingDinoProcessor(image_processor=GroundingDinoImageProcessorPil(), tokenizer=bert_tokenizer).save_pretrained(out_dir)
     return out_dir

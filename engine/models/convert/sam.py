@@ -13,8 +13,18 @@ from transformers' ``convert_sam_to_hf.py`` and checked against ``SamModel.state
 * ``mask_decoder.output_upscaling.{0,1,3}`` -> ``upscale_conv1, upscale_layer_norm, upscale_conv2``;
   ``norm_final_attn`` -> ``layer_norm_final_attn``; MLP heads ``layers.{0..d-1}`` -> ``proj_in, layers.{0..d-3}, proj_out``
 
-Known extras dropped: ``pixel_mean`` / ``pixel_std`` (constants the processor applies). Anything
-else left over, missing, or of another shape is refused with a ValueError naming the keys.
+Known extras dropped: ``pixel_mean`` / ``pixel_std`` (constants the processor applies; Meta's
+released files do not carry them, other exports do). Anything else left over, missing, or of another
+shape is refused with a ValueError naming the keys.
+
+Numerics: the converted config sets ``mask_decoder_config.layer_norm_eps = 1e-5``
+(:data:`OFFICIAL_DECODER_LAYER_NORM_EPS`). In transformers that value is used only by the two-way
+transformer's ``layer_norm1..4``, which segment-anything builds as ``nn.LayerNorm`` with the default
+eps 1e-5; transformers' default 1e-6 moves low-res mask logits by up to 2e-4 against the official
+code, 1e-5 brings them to 1e-5 (tests/test_parity_sam.py). Every other SAM LayerNorm already has the
+official eps (1e-6 in the ViT, neck, mask downscaling and output upscaling; 1e-5 in ``norm_final_attn``).
+Hugging Face ``facebook/sam-vit-*`` directories are loaded as published (1e-6): the difference is
+below mask noise (a few dozen boundary pixels in a megapixel) and not worth a second override.
 """
 
 from __future__ import annotations
@@ -22,20 +32,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
-
 from engine.models.convert.common import (
     Tensors,
-    check_state_dict,
     count_indices,
     drop_known_extras,
     load_checkpoint,
     rename,
     require,
+    save_converted,
 )
 
 SAM_EXTRAS = (r"^pixel_mean$", r"^pixel_std$")
 MASK_DECODER_HEADS = 8  # not visible in shapes; 8 in every official SAM
+OFFICIAL_DECODER_LAYER_NORM_EPS = 1e-5  # segment-anything's TwoWayAttentionBlock norms (nn.LayerNorm default)
 _RULES = (
     (r"^image_encoder\.", "vision_encoder."),
     (r"^vision_encoder\.blocks\.", "vision_encoder.layers."),
@@ -145,6 +154,7 @@ def infer_sam_config(path: str | Path, state: Tensors, mask_decoder_heads: int =
             num_multimask_outputs=int(state["mask_decoder.mask_tokens.weight"].shape[0]) - 1,
             iou_head_depth=count_indices(state, r"^mask_decoder\.iou_prediction_head\.layers\.(\d+)\."),
             iou_head_hidden_dim=int(state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0]),
+            layer_norm_eps=OFFICIAL_DECODER_LAYER_NORM_EPS,
         ),
     )
 
@@ -171,13 +181,6 @@ def convert_sam(checkpoint: str | Path, out_dir: str | Path) -> Path:
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     state = drop_known_extras(load_checkpoint(checkpoint), SAM_EXTRAS)
     config = infer_sam_config(checkpoint, state)
-    converted = map_sam_keys(state)
-    with torch.device("meta"):
-        expected = SamModel(config).state_dict()
-    check_state_dict(checkpoint, converted, expected)
-    model = SamModel(config).eval()
-    model.load_state_dict(converted, strict=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    save_converted(SamModel, config, map_sam_keys(state), checkpoint, out_dir)
     sam_processor(config.vision_config.image_size).save_pretrained(out_dir)
     return out_dir
