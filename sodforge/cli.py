@@ -12,19 +12,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from sodforge.commands import register_all
 from sodforge.env import configure_environment, project_root
+from sodforge.output import console, fail, literal, say
 
 app = typer.Typer(help="Build salient-object datasets and models from unlabelled images.", no_args_is_help=True)
 catalog_app = typer.Typer(help="Query and rebuild the DuckDB catalog.", no_args_is_help=True)
 models_app = typer.Typer(help="Build or inspect models.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(models_app, name="models")
-console = Console()
-
 WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="Working directory holding catalog.duckdb.")]
 
 
@@ -33,9 +31,7 @@ def _main() -> None:
     configure_environment()
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+_fail = fail
 
 
 @app.command()
@@ -54,7 +50,7 @@ def sample(
         items = generate_sample_set(out, settings.count, settings.size_hw, settings.seed, settings.with_depth)
     except ValueError as err:
         _fail(str(err))
-    console.print(f"wrote {len(items)} images with true masks to {out}")
+    say(f"wrote {len(items)} images with true masks to {out}")
 
 
 def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
@@ -92,7 +88,7 @@ def label(
     except ValueError as err:
         _fail(str(err))
     console.print_json(json.dumps(summary))
-    console.print(f"catalog: {summary['catalog']}  (try: sodforge catalog summary --workdir {workdir})")
+    say(f"catalog: {summary['catalog']}  (try: sodforge catalog summary --workdir {workdir})")
 
 
 @app.command()
@@ -119,11 +115,12 @@ def demo(
     _print_summary(workdir / "catalog.duckdb")
     console.rule("evaluation against the true masks")
     _print_metrics(workdir / "reports" / "data-engine")
-    console.print(f"total: {time.perf_counter() - started:.0f} s (labelling run {summary['labelling_run']}, "
-                  f"refined run {summary['refined_run']})")
-    console.print(
-        "\n[bold yellow]Tiny random models give meaningless masks[/bold yellow] (hence the poor scores above): "
-        "they exercise every step offline. Real labels need real weights:\n"
+    say(f"total: {time.perf_counter() - started:.0f} s (labelling run {summary['labelling_run']}, "
+        f"refined run {summary['refined_run']})")
+    console.print("\n[bold yellow]Tiny random models give meaningless masks[/bold yellow] (hence the poor scores above): "
+                  "they exercise every step offline.")
+    say(
+        "Real labels need real weights:\n"
         f"  sodforge label {raw} --workdir run-base --models base     (Hugging Face ids; see params.yaml profiles)\n"
         "  or point models.profiles.<name>.{captioner,grounder,segmenter} at local directories or official .pth files.\n\n"
         f"Where to look:\n  catalog      {workdir / 'catalog.duckdb'}   (sodforge catalog summary --workdir {workdir})\n"
@@ -140,7 +137,7 @@ def _print_metrics(reports: Path) -> None:
     table = Table("scored", "n", *keys)
     for path in sorted(reports.glob("*/metrics.json")):
         for block in json.loads(path.read_text()).values():
-            table.add_row(path.parent.name.replace("_", " "), str(block.get("images", "")),
+            table.add_row(literal(path.parent.name.replace("_", " ")), str(block.get("images", "")),
                           *(f"{block[k]:.3f}" for k in keys))
     console.print(table)
 
@@ -160,7 +157,7 @@ def catalog_build(workdir: WorkdirOpt = Path("data")) -> None:
     """Rebuild WORKDIR/catalog.duckdb (views only) from the Parquet shards."""
     from engine.catalog import build_catalog
 
-    console.print(f"catalog written: {build_catalog(workdir)}")
+    say(f"catalog written: {build_catalog(workdir)}")
 
 
 @catalog_app.command("sql")
@@ -185,9 +182,11 @@ def catalog_sql(
         for row in rows:
             typer.echo(json.dumps(dict(zip(columns, row, strict=True)), default=str))
         return
-    table = Table(*columns)
+    table = Table()
+    for column in columns:
+        table.add_column(literal(column))
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(literal("" if v is None else v) for v in row))
     console.print(table)
 
 
@@ -195,13 +194,13 @@ def _print_summary(catalog: Path) -> None:
     from engine.catalog import summarize
 
     for run in summarize(catalog):
-        table = Table(title=f"labelling run {run.run_id}", show_header=False)
+        table = Table(title=literal(f"labelling run {run.run_id}"), show_header=False)
         table.add_row("images", str(run.images))
-        table.add_row("statuses", ", ".join(f"{k}: {v}" for k, v in run.statuses.items()))
+        table.add_row("statuses", literal(", ".join(f"{k}: {v}" for k, v in run.statuses.items())))
         table.add_row("mean quality (ok)", "-" if run.mean_quality is None else f"{run.mean_quality:.3f}")
-        table.add_row("categories", f"{run.categories}  top: " + ", ".join(f"{c} ({n})" for c, n in run.top_categories))
+        table.add_row("categories", literal(f"{run.categories}  top: " + ", ".join(f"{c} ({n})" for c, n in run.top_categories)))
         for error in run.error_examples:
-            table.add_row("error", error)
+            table.add_row("error", literal(error))
         console.print(table)
 
 
@@ -220,7 +219,7 @@ def models_tiny(out: Annotated[Path, typer.Argument(help="Folder for blip/, grou
     from engine.models import build_tiny_models
 
     for family, path in build_tiny_models(out).items():
-        console.print(f"{family:15s} {path}")
+        say(f"{family:15s} {path}")
 
 
 register_all(app)

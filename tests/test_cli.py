@@ -50,13 +50,29 @@ def test_label_then_query_the_catalog(sample_set, tmp_path, cli_env):
 
 def test_clear_errors_for_bad_input(tmp_path, cli_env):
     result = _run("label", str(tmp_path / "missing"), "--workdir", str(tmp_path / "w"), env=cli_env, check=False)
-    assert result.returncode == 2 and "images folder not found" in result.stdout
+    assert result.returncode == 2 and "images folder not found" in result.stderr
     result = _run("catalog", "sql", "SELECT 1", "--workdir", str(tmp_path), env=cli_env, check=False)
-    assert result.returncode == 2 and "no catalog here" in result.stdout
+    assert result.returncode == 2 and "no catalog here" in result.stderr
     (tmp_path / "catalog.duckdb").unlink(missing_ok=True)
     _run("catalog", "build", "--workdir", str(tmp_path), env=cli_env)
     result = _run("catalog", "sql", "SELECT nope FROM label_quality", "--workdir", str(tmp_path), env=cli_env, check=False)
-    assert result.returncode == 2 and "nope" in result.stdout
+    assert result.returncode == 2 and "nope" in result.stderr
+
+
+def test_user_text_is_printed_literally(tmp_path, cli_env):
+    """Rich markup (``[/red]``, ``[bold]``) and emoji codes (``:label:``) in paths, errors and query
+    results are shown as written, never interpreted (it used to crash or turn into pictures)."""
+    odd = tmp_path / "set [/red] :label: [bold]x"
+    result = _run("label", str(odd), "--workdir", str(tmp_path / "w"), env=cli_env, check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"error: {odd}: images folder not found" in result.stderr
+    _run("catalog", "build", "--workdir", str(tmp_path), env=cli_env)
+    out = _run("catalog", "sql", "SELECT '[/red] :label: [bold]x' AS \"[i]col\"", "--workdir", str(tmp_path),
+               env=cli_env).stdout
+    assert "[/red] :label: [bold]x" in out and "[i]col" in out
+    result = _run("catalog", "sql", "SELECT * FROM \"[/red]:label:\"", "--workdir", str(tmp_path), env=cli_env,
+                  check=False)
+    assert result.returncode == 2 and "[/red]:label:" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_models_tiny_saves_loadable_models(tmp_path, cli_env):

@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+from sodforge.output import err_console, fail, say, say_labelled
 
 
 class ExportFormat(StrEnum):
@@ -42,14 +40,13 @@ def export(
     try:
         result = EXPORTERS[format.value](workdir, out, where=where, run_id=run, overwrite=overwrite)
     except ValueError as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
-    console.print(f"exported {result.exported} of {result.selected} labels of run {result.run_id} "
+        fail(err)
+    say(f"exported {result.exported} of {result.selected} labels of run {result.run_id} "
                   f"({result.where}) as {result.format} to {result.out}")
     if result.skipped:
-        console.print(f"[yellow]{len(result.skipped)} skipped[/yellow] (reasons in {Path(result.out) / 'export.json'})")
+        say_labelled(f"{len(result.skipped)} skipped", f"(reasons in {Path(result.out) / 'export.json'})", "yellow")
     if result.reencoded:
-        console.print(f"{result.reencoded} images re-encoded (EXIF rotation or format); the rest copied byte for byte")
+        say(f"{result.reencoded} images re-encoded (EXIF rotation or format); the rest copied byte for byte")
 
 
 def register(app: typer.Typer) -> None:

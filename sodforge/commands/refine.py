@@ -7,14 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from sodforge.output import console, fail
 
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+_fail = fail
 
 
 def _overrides(backbone: str | None, size: int | None, sce_epochs: int | None, epochs: int | None,
