@@ -31,9 +31,11 @@ def resolve_params(params_file: str | None, models: str | None, shard_size: int 
     merged: dict[str, dict] = {k: dict(v) for k, v in (overrides or {}).items()}
     if models:
         merged.setdefault("models", {})["profile"] = models
-    if shard_size:
+    if shard_size is not None:  # 0 is an error (checked with the other parameters), not "the default"
         merged.setdefault("ingest", {})["shard_size"] = shard_size
-    return load_params(path if path and path.is_file() else None, merged)
+    params = load_params(path if path and path.is_file() else None, merged)
+    params.models.specs(finetuned=False)  # an unknown model profile fails here, before any work
+    return params
 
 
 @flow(name="build-pseudo-labels", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))

@@ -55,11 +55,12 @@ def sample(
 
 def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
                batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None) -> dict:
-    from flows.build_pseudo_labels import build_pseudo_labels, task_runner
+    from flows.build_pseudo_labels import build_pseudo_labels, resolve_params, task_runner
     from sodforge.env import quiet_model_libraries
 
+    overrides = {"label": {"batch_size": batch_size}} if batch_size is not None else None
+    resolve_params(str(params) if params else None, models, shard_size, overrides)  # bad parameters: fail before any work
     quiet_model_libraries()
-    overrides = {"label": {"batch_size": batch_size}} if batch_size else None
     flow = build_pseudo_labels.with_options(task_runner=task_runner(dask_workers, dask_address))
     return flow(
         images=str(images), workdir=str(workdir), models=models, shard_size=shard_size,
@@ -72,10 +73,10 @@ def label(
     images: Annotated[Path, typer.Argument(help="Folder of images (or a set folder with images/, depth/...).")],
     workdir: WorkdirOpt = Path("sodforge-run"),
     models: Annotated[str, typer.Option(help="Model profile: tiny (offline, meaningless masks), base, large, or one from params.yaml.")] = "tiny",
-    shard_size: Annotated[int | None, typer.Option(help="Images per shard (default: params.yaml or 512).")] = None,
+    shard_size: Annotated[int | None, typer.Option(help="Images per shard (default: params.yaml or 512).", min=1)] = None,
     params: Annotated[Path | None, typer.Option(help="params.yaml to read (default: ./params.yaml if present).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
-    dask_workers: Annotated[int, typer.Option(help="Scale out on a local Dask cluster of N worker processes (127.0.0.1).")] = 0,
+    batch_size: Annotated[int | None, typer.Option(help="Images per model batch.", min=1)] = None,
+    dask_workers: Annotated[int, typer.Option(help="Scale out on a local Dask cluster of N worker processes (127.0.0.1).", min=0)] = 0,
     dask_address: Annotated[str | None, typer.Option(help="Scale out on an existing Dask cluster (tcp://host:8786).")] = None,
 ) -> None:
     """Run the labelling flow in-process (no server needed); the catalog lands in WORKDIR."""
@@ -83,6 +84,8 @@ def label(
         _fail(f"{images}: images folder not found")
     if params is None and Path("params.yaml").is_file():
         params = Path("params.yaml")
+    if params is not None and not params.is_file():
+        _fail(f"{params}: parameters file not found")
     try:
         summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address)
     except ValueError as err:
@@ -140,6 +143,20 @@ def _print_metrics(reports: Path) -> None:
             table.add_row(literal(path.parent.name.replace("_", " ")), str(block.get("images", "")),
                           *(f"{block[k]:.3f}" for k in keys))
     console.print(table)
+
+
+@app.command("check-params")
+def check_params(
+    params: Annotated[Path, typer.Argument(help="Parameters file to check.")] = Path("params.yaml"),
+) -> None:
+    """Check every section of a params.yaml (unknown sections or keys, types, ranges) without running anything."""
+    from engine.params import check_params_file
+
+    try:
+        sections = check_params_file(params)
+    except ValueError as err:
+        _fail(str(err))
+    say(f"{params}: ok ({len(sections)} sections: {', '.join(sections)})")
 
 
 @app.command()

@@ -84,3 +84,22 @@ def test_models_tiny_saves_loadable_models(tmp_path, cli_env):
         assert (tmp_path / "m" / family / "config.json").is_file()
     captioner = load_model(ModelSpec("blip", str(tmp_path / "m" / "blip")), resolve_runtime("cpu"))
     assert captioner.identity.startswith("blip:dir:")
+
+
+@pytest.mark.parametrize(
+    ("params_text", "args", "message"),
+    [
+        ("lable:\n  num_beams: 2\n", [], "unknown section 'lable' (did you mean 'label'?)"),
+        ("label:\n  num_beams: 0\n", [], "label.num_beams: must be >= 1, got 0"),
+        ("label:\n  max_boxes: 2.5\n", [], "label.max_boxes: expected a whole number, got 2.5 (float)"),
+        ("label:\n  box_threshold: high\n", [], "label.box_threshold: expected a number, got 'high' (str)"),
+        ("label:\n  num_beams: 1\n", ["--shard-size", "0"], "Invalid value for '--shard-size'"),
+    ],
+)
+def test_bad_parameters_stop_label_before_any_work(tmp_path, cli_env, params_text, args, message):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "params.yaml").write_text(params_text)
+    result = _run("label", str(tmp_path / "imgs"), "--workdir", str(tmp_path / "w"), "--params",
+                  str(tmp_path / "params.yaml"), *args, env=cli_env, check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "w").exists()  # nothing was started
