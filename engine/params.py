@@ -134,6 +134,9 @@ class IngestParams:
     """How images are found and split: ``shard_size`` images per shard."""
 
     shard_size: int = bounded(512, ge=1)
+    # Larger images get status=error instead of exhausting memory. PIL refuses anything above
+    # 178,956,970 pixels (a possible decompression bomb), so that is the default and the maximum.
+    max_pixels: int = bounded(178_956_970, ge=1, le=178_956_970)
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -63,7 +63,9 @@ def build_pseudo_labels(
     if not Path(images).is_dir():
         raise ValueError(f"{images}: images folder not found")
     wd = Workdir.at(workdir)
-    manifest_paths = ingest_images(str(Path(images).resolve()), str(wd.manifest_dir), params.ingest.shard_size)
+    scanned = ingest_images(str(Path(images).resolve()), str(wd.manifest_dir), params.ingest.shard_size,
+                            params.ingest.max_pixels, str(wd.reports_dir / "ingest_skipped_files.tsv"))
+    manifest_paths = scanned["shards"]
 
     identities = model_identities(params.models.specs())
     run_id = labelling_run_id(identities, params.label)
@@ -97,6 +99,7 @@ def build_pseudo_labels(
     summary = {
         "run_id": run_id, "catalog": catalog, "images": record.images, **counts,
         "shards": record.shards, "shards_skipped": record.shards_skipped, "seconds": round(record.seconds, 2),
+        "unreadable_files": scanned["unreadable"], "skipped_files": len(scanned["skipped"]),
     }
     _publish_summary(catalog, summary, wd)
     return summary

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from sodforge.commands import register_all
 from sodforge.env import configure_environment, project_root
-from sodforge.output import console, fail, literal, say
+from sodforge.output import console, fail, literal, say, warn
 
 app = typer.Typer(help="Build salient-object datasets and models from unlabelled images.", no_args_is_help=True)
 catalog_app = typer.Typer(help="Query and rebuild the DuckDB catalog.", no_args_is_help=True)
@@ -87,10 +87,19 @@ def label(
     if params is not None and not params.is_file():
         _fail(f"{params}: parameters file not found")
     try:
+        from engine.images.manifest import check_has_images
+
+        check_has_images(images)  # an empty folder is an error before anything starts
         summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address)
     except ValueError as err:
         _fail(str(err))
     console.print_json(json.dumps(summary))
+    if summary.get("skipped_files"):
+        warn(f"{summary['skipped_files']} files are not images and were skipped "
+             f"(listed in {workdir / 'reports' / 'ingest_skipped_files.tsv'})")
+    if summary.get("error"):
+        warn(f"{summary['error']} images could not be labelled (status = error, the error names the file): "
+             f"sodforge catalog sql \"SELECT path, error FROM label_quality WHERE status = 'error'\" --workdir {workdir}")
     say(f"catalog: {summary['catalog']}  (try: sodforge catalog summary --workdir {workdir})")
 
 
