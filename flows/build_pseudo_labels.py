@@ -71,7 +71,10 @@ def build_pseudo_labels(
     run_id = labelling_run_id(identities, params.label)
     record = RunRecord(run_id, "build-pseudo-labels", identities, as_dict(params))
     record.save(wd)
-    build_catalog_task(str(wd.root))  # the new run's shards show up in the catalog as they land
+    try:
+        build_catalog_task(str(wd.root))  # the new run's shards show up in the catalog as they land
+    except (OSError, ValueError) as err:  # e.g. a damaged shard: labelling recomputes it, the last build counts
+        logger.warning("catalog not refreshed before labelling (%s); it is rebuilt at the end", err)
     logger.info("labelling run %s: %d shards, models %s", run_id, len(manifest_paths), params.models.profile)
 
     label_dict, models_dict = dataclasses.asdict(params.label), dataclasses.asdict(params.models)

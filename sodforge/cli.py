@@ -91,7 +91,7 @@ def label(
 
         check_has_images(images)  # an empty folder is an error before anything starts
         summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # bad input, or a write that failed (the message names the file)
         _fail(str(err))
     console.print_json(json.dumps(summary))
     if summary.get("skipped_files"):
@@ -183,7 +183,11 @@ def catalog_build(workdir: WorkdirOpt = Path("data")) -> None:
     """Rebuild WORKDIR/catalog.duckdb (views only) from the Parquet shards."""
     from engine.catalog import build_catalog
 
-    say(f"catalog written: {build_catalog(workdir)}")
+    try:
+        path = build_catalog(workdir)
+    except (ValueError, OSError) as err:
+        _fail(str(err))
+    say(f"catalog written and checked: {path}")
 
 
 @catalog_app.command("sql")

@@ -1,4 +1,4 @@
-"""Files that look like images and are not what they claim (shared by the bad-input tests)."""
+"""Damaged and misleading files for the fault tests: images that are not what they claim, flipped bytes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from PIL import Image
 
 
@@ -31,3 +32,16 @@ def huge_jpeg(path: Path, width: int = 14000, height: int = 13000) -> Path:
     data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     path.write_bytes(bytes(data))
     return path
+
+
+def flip_mid_page(path: Path, column: str) -> None:
+    """Flip one byte in the middle of ``column``'s dictionary page (where dictionary-encoded strings live),
+    leaving the footer and its fingerprint intact (``column`` must be dictionary-encoded, as strings are)."""
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    chunk = next(meta.column(i) for i in range(meta.num_columns) if meta.column(i).path_in_schema == column)
+    if not chunk.has_dictionary_page:
+        raise ValueError(f"{path}: column {column} has no dictionary page to damage")
+    offset = (chunk.dictionary_page_offset + chunk.data_page_offset) // 2
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from bad_files import huge_jpeg, png_bomb
+from bad_files import flip_mid_page, huge_jpeg, png_bomb
 from PIL import Image
 
 from engine.catalog import Workdir
@@ -138,14 +138,22 @@ def test_kill_9_then_rerun_resumes_without_redoing_or_duplicating(prefect_harnes
     assert rows == _label_rows(tmp_path / "ref")  # same statuses, captions and masks as an uninterrupted run
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
 @pytest.mark.slow
-def test_corrupted_shard_is_detected_and_recomputed(prefect_harness, sample_set, tmp_path):
+@pytest.mark.parametrize("damage", [_truncate, lambda path: flip_mid_page(path, "mask_rle")], ids=["truncated", "mid-file"])
+def test_corrupted_shard_is_detected_and_recomputed(prefect_harness, sample_set, tmp_path, damage):
+    from engine.catalog import build_catalog
     from flows.build_pseudo_labels import build_pseudo_labels
 
     first = build_pseudo_labels(images=str(sample_set), workdir=str(tmp_path), shard_size=5, params_file=None)
     rows = _label_rows(tmp_path)
     victim = sorted((tmp_path / "catalog" / "labels").rglob("shard-*.parquet"))[1]
-    victim.write_bytes(victim.read_bytes()[:100])
+    damage(victim)  # a mid-file flip keeps the footer: the fingerprint alone would call it current
+    build_catalog(tmp_path)  # the catalog leaves the damaged shard out instead of serving it or failing
+    assert len(_label_rows(tmp_path)) == len(rows) - 5
     again = build_pseudo_labels(images=str(sample_set), workdir=str(tmp_path), shard_size=5, params_file=None)
     assert again["run_id"] == first["run_id"] and again["shards_skipped"] == first["shards"] - 1
     assert _label_rows(tmp_path) == rows

@@ -6,6 +6,7 @@ import os
 
 import pyarrow as pa
 import pytest
+from bad_files import flip_mid_page
 
 from engine.storage import (
     chunk_ids,
@@ -96,3 +97,50 @@ def test_corrupt_shard_is_not_current(tmp_path):
 def test_missing_shard_is_not_current(tmp_path):
     assert not shard_is_current(tmp_path / "nope.parquet", "fp")
     assert not os.path.exists(tmp_path / "nope.parquet")
+
+
+def test_mid_file_damage_is_found_by_page_checksums(tmp_path):
+    import numpy as np
+
+    from engine.storage import verify_table
+
+    rng = np.random.default_rng(0)
+    texts = ["".join(rng.choice(list("abcdefghij0123456789"), 300)) for _ in range(20)]
+    path = write_table_atomic(pa.table({"id": list(range(20)), "mask_rle": texts}), tmp_path / "x.parquet", "fp")
+    assert verify_table(path) is None and shard_is_current(path, "fp")
+    flip_mid_page(path, "mask_rle")
+    assert read_fingerprint(path) == "fp"  # the footer still says "current"...
+    assert "checksum" in verify_table(path).lower()  # ...but the pages do not add up
+    assert not shard_is_current(path, "fp") and shard_is_current(path, "fp", verify=False)
+    with pytest.raises(ValueError, match=r"x.parquet: not a readable Parquet file"):
+        read_table(path)
+
+
+def test_a_full_disk_names_the_file_and_leaves_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    import engine.storage.parquet as parquet_module
+    from engine.storage import WriteError, write_text_atomic
+
+    write_table_atomic(pa.table({"a": [1]}), tmp_path / "y.parquet", "old")
+
+    def disk_full(table, handle, **kwargs):
+        handle.write(b"PAR1 a few bytes")
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(parquet_module.pq, "write_table", disk_full)
+    with pytest.raises(WriteError) as info:
+        write_table_atomic(pa.table({"a": [2]}), tmp_path / "y.parquet", "new")
+    assert str(info.value) == (f"cannot write {tmp_path / 'y.parquet'}: [Errno 28] No space left on device "
+                               "(disk full: free space and rerun; finished work is kept)")
+    assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
+    assert str(tmp_path / "y.parquet") in repr(info.value)  # Prefect logs the repr
+    assert [p.name for p in tmp_path.iterdir()] == ["y.parquet"] and read_fingerprint(tmp_path / "y.parquet") == "old"
+
+    def no_room(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("engine.storage.files.os.fsync", no_room)
+    with pytest.raises(WriteError, match=r"cannot write .*report.txt: \[Errno 28\] No space left on device"):
+        write_text_atomic("hello", tmp_path / "report.txt")
+    assert not (tmp_path / "report.txt").exists()

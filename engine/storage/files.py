@@ -23,7 +23,11 @@ class WriteError(OSError):
 
     def __str__(self) -> str:
         hint = " (disk full: free space and rerun; finished work is kept)" if self.errno == errno.ENOSPC else ""
-        return f"cannot write {self.filename}: [Errno {self.errno}] {self.strerror}{hint}"
+        code = f"[Errno {self.errno}] " if self.errno is not None else ""
+        return f"cannot write {self.filename}: {code}{self.strerror}{hint}"
+
+    def __repr__(self) -> str:  # what Prefect's task logs show: the path too
+        return f"WriteError({str(self)!r})"
 
 
 def write_error(err: OSError, path: str | Path) -> WriteError:
