@@ -26,7 +26,8 @@ def export(
     where: Annotated[str | None, typer.Option(help="SQL condition on the catalog's label_quality view (+ mask_rle), e.g. "
                                                    "\"quality_score >= 0.5 AND status = 'ok'\" (default: status = 'ok').")] = None,
     run: Annotated[str | None, typer.Option(help="Labelling run id (default: the newest).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out (only once the new one is "
+                                                 "complete: a killed export keeps the earlier one).")] = False,
 ) -> None:
     """Export the labels of one labelling run, filtered with SQL, for use outside sodforge."""
     from rich.logging import RichHandler
@@ -39,10 +40,9 @@ def export(
         logger.setLevel(logging.INFO)
     try:
         result = EXPORTERS[format.value](workdir, out, where=where, run_id=run, overwrite=overwrite)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # bad input, or a failed write (named); an earlier export is kept
         fail(err)
-    say(f"exported {result.exported} of {result.selected} labels of run {result.run_id} "
-                  f"({result.where}) as {result.format} to {result.out}")
+    say(result.summary())
     if result.skipped:
         say_labelled(f"{len(result.skipped)} skipped", f"(reasons in {Path(result.out) / 'export.json'})", "yellow")
     if result.reencoded:
