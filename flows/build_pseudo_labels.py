@@ -104,7 +104,10 @@ def build_pseudo_labels(
         "shards": record.shards, "shards_skipped": record.shards_skipped, "seconds": round(record.seconds, 2),
         "unreadable_files": scanned["unreadable"], "skipped_files": len(scanned["skipped"]),
     }
-    _publish_summary(catalog, summary, wd)
+    try:
+        _publish_summary(catalog, summary, wd)
+    except OSError as err:  # the labels are done and recorded; previews are a nicety (e.g. a full disk)
+        logger.warning("previews not written: %s", err)
     return summary
 
 
