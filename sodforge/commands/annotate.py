@@ -110,6 +110,7 @@ def export_cmd(
     from engine.annotations.labelstudio import LABEL_CONFIG, export_tasks
     from engine.annotations.review import ReviewIndex, list_runs
     from engine.catalog import Workdir
+    from engine.storage import write_text_atomic
 
     try:
         image_set = ImageSet.load(images, workdir)
@@ -119,12 +120,11 @@ def export_cmd(
         index = ReviewIndex(wd)
         labels = {r["image_id"]: index.label(run_id, r["image_id"]) for r in index.rows(run_id)} if run_id else {}
         tasks = export_tasks(image_set, AnnotationStore(wd).rows(), labels, url_prefix)
-    except ValueError as err:
+        write_text_atomic(json.dumps(tasks, indent=1, default=str), out)
+        if label_config:
+            write_text_atomic(LABEL_CONFIG, label_config)
+    except (ValueError, OSError) as err:
         _fail(str(err))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(tasks, indent=1, default=str))
-    if label_config:
-        label_config.write_text(LABEL_CONFIG)
     say(f"wrote {len(tasks)} tasks to {out}")
 
 

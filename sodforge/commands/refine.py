@@ -53,11 +53,12 @@ def register(app: typer.Typer) -> None:
                 overrides=_overrides(backbone, size, sce_epochs, epochs, device, init),
                 build_catalog=catalog, record_run=record_run,
             )
-        except ValueError as err:
+            if json_out is not None:
+                from engine.storage import write_text_atomic
+
+                write_text_atomic(json.dumps(summary, indent=1), json_out)
+        except (ValueError, OSError) as err:  # bad input, or a failed write (the message names the file)
             _fail(str(err))
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(summary, indent=1))
         console.print_json(json.dumps(summary))
 
     @app.command()
