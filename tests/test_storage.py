@@ -144,3 +144,24 @@ def test_a_full_disk_names_the_file_and_leaves_the_old_one(tmp_path, monkeypatch
     with pytest.raises(WriteError, match=r"cannot write .*report.txt: \[Errno 28\] No space left on device"):
         write_text_atomic("hello", tmp_path / "report.txt")
     assert not (tmp_path / "report.txt").exists()
+
+
+def test_no_single_byte_flip_passes_as_current_with_wrong_data(tmp_path):
+    """Flip each byte (every 5th) of a small shard: the check never raises, and it never calls a shard
+    current whose rows differ from what was written."""
+    import pyarrow.parquet as pq
+
+    table = pa.table({"id": list(range(8)), "mask_rle": [f"{i}xYz" * (5 + i) for i in range(8)],
+                      "score": [i / 8 for i in range(8)]})
+    path = write_table_atomic(table, tmp_path / "x.parquet", "fp")
+    data = path.read_bytes()
+    damaged = tmp_path / "d.parquet"
+    passed = 0
+    for offset in range(0, len(data), 5):
+        flipped = bytearray(data)
+        flipped[offset] ^= 0xFF
+        damaged.write_bytes(bytes(flipped))
+        if shard_is_current(damaged, "fp"):
+            passed += 1
+            assert pq.read_table(damaged).equals(table.replace_schema_metadata(pq.read_schema(damaged).metadata))
+    assert passed < len(data) // 5 // 2  # most flips are caught; the rest changed nothing that is read (stats...)
