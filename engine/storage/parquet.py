@@ -24,9 +24,20 @@ FINGERPRINT_KEY = b"sodforge.fingerprint"
 LAYOUT_KEY = b"sodforge.layout"  # digest of column names/types and row count, checked by verify_table
 
 
+def _type_name(kind: pa.DataType) -> str:
+    """``kind`` without the names of list items (Parquet renames ``item`` to ``element``)."""
+    if pa.types.is_fixed_size_list(kind):
+        return f"fixed_size_list<{_type_name(kind.value_type)}>[{kind.list_size}]"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return f"{'large_' if pa.types.is_large_list(kind) else ''}list<{_type_name(kind.value_type)}>"
+    if pa.types.is_struct(kind):
+        return "struct<" + ", ".join(f"{f.name}: {_type_name(f.type)}" for f in kind) + ">"
+    return str(kind)
+
+
 def _layout(schema: pa.Schema, rows: int) -> bytes:
     """What the footer must still say after a round trip: columns, types and the row count."""
-    columns = [(field.name, str(field.type)) for field in schema]
+    columns = [(field.name, _type_name(field.type)) for field in schema]
     return fingerprint(columns, rows).encode("ascii")
 
 
