@@ -163,7 +163,8 @@ KNOWN_SECTIONS: dict[str, str] = {
     "train": "engine.sod.params:TrainParams",
     "refine": "engine.refine.params:RefineParams",
 }
-"""Every section ``params.yaml`` may hold -> its dataclass (imported only when a full check needs it)."""
+"""Every section ``params.yaml`` may hold -> its dataclass (imported only when a full check needs it).
+A new section must be registered here: any other name is rejected as a typo."""
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:

@@ -45,8 +45,8 @@ def sample(
     from engine.datasets import generate_sample_set
     from engine.params import SampleParams, load_params
 
-    settings = load_params(params).sample if params else SampleParams(seed=seed, count=count)
     try:
+        settings = load_params(params).sample if params else SampleParams(seed=seed, count=count)
         items = generate_sample_set(out, settings.count, settings.size_hw, settings.seed, settings.with_depth)
     except ValueError as err:
         _fail(str(err))
