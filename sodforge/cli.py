@@ -55,11 +55,13 @@ def sample(
 
 def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
                batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None) -> dict:
+    from engine.images.manifest import check_has_images
     from flows.build_pseudo_labels import build_pseudo_labels, resolve_params, task_runner
     from sodforge.env import quiet_model_libraries
 
     overrides = {"label": {"batch_size": batch_size}} if batch_size is not None else None
     resolve_params(str(params) if params else None, models, shard_size, overrides)  # bad parameters: fail before any work
+    check_has_images(images)  # so does a folder without images
     quiet_model_libraries()
     flow = build_pseudo_labels.with_options(task_runner=task_runner(dask_workers, dask_address))
     return flow(
@@ -87,9 +89,6 @@ def label(
     if params is not None and not params.is_file():
         _fail(f"{params}: parameters file not found")
     try:
-        from engine.images.manifest import check_has_images
-
-        check_has_images(images)  # an empty folder is an error before anything starts
         summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address)
     except (ValueError, OSError) as err:  # bad input, or a write that failed (the message names the file)
         _fail(str(err))

@@ -98,8 +98,19 @@ def test_models_tiny_saves_loadable_models(tmp_path, cli_env):
 )
 def test_bad_parameters_stop_label_before_any_work(tmp_path, cli_env, params_text, args, message):
     (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(b"")  # an image file (an empty one: labelled as an error row)
     (tmp_path / "params.yaml").write_text(params_text)
     result = _run("label", str(tmp_path / "imgs"), "--workdir", str(tmp_path / "w"), "--params",
                   str(tmp_path / "params.yaml"), *args, env=cli_env, check=False)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "w").exists()  # nothing was started
+
+
+def test_a_folder_without_images_is_a_clear_error(tmp_path, cli_env):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "clip.mp4").write_bytes(b"\0\0\0\x18ftypmp42")
+    result = _run("label", str(tmp_path / "imgs"), "--workdir", str(tmp_path / "w"), env=cli_env, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (f"error: {tmp_path / 'imgs'}: no images found (looked for .bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, "
+            ".webp files); 1 other files skipped (clip.mp4: not an image (.mp4))") in result.stderr
+    assert not (tmp_path / "w").exists()
