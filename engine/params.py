@@ -1,17 +1,25 @@
 """Typed, frozen parameters for every stage; ``params.yaml`` is read only here, at the edge.
 
-``params.yaml`` is the single source for DVC and Prefect. Unknown keys are an error (a typo must
-not silently fall back to a default).
+``params.yaml`` is the single source for DVC and Prefect. Everything is checked before any work
+starts: unknown sections and keys (a typo must not silently fall back to a default), wrong types and
+out-of-range values are errors naming the file, the section and the key
+(``params.yaml: label.num_beams: must be >= 1, got 0``). Types come from the annotations, ranges
+from :func:`engine.params_check.bounded` field metadata (see :mod:`engine.params_check`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_type_hints
+from typing import Any, Literal, TypeVar
 
 import yaml
+
+from engine.params_check import ParamError, bounded, check_fields, coerce, field_hints
 
 T = TypeVar("T")
 
@@ -20,10 +28,13 @@ T = TypeVar("T")
 class SampleParams:
     """Generated sample set: ``count`` images of ``size_hw`` with one salient shape each."""
 
-    seed: int = 0
-    count: int = 48
-    size_hw: tuple[int, int] = (192, 256)
+    seed: int = bounded(0, ge=0)
+    count: int = bounded(48, ge=1)
+    size_hw: tuple[int, int] = bounded((192, 256), ge=16)
     with_depth: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,11 @@ class ModelsParams:
         if self.grounder_numerics not in ("idea", "transformers"):
             raise ValueError(f"models params: grounder_numerics must be 'idea' or 'transformers', got {self.grounder_numerics!r}")
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.device not in ("auto", "cpu", "cuda") and not (self.device.startswith("cuda:") and self.device[5:].isdigit()):
+            raise ParamError("device", f"must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+
     def specs(self, profile: str | None = None, finetuned: bool = True) -> dict[str, ModelSpec]:
         """The captioner / grounder / segmenter specs of ``profile`` (default: ``self.profile``).
 
@@ -109,17 +125,17 @@ class LabelParams:
     """Labelling: captioning, grounding and segmentation settings."""
 
     caption_prompt: str = ""
-    max_new_tokens: int = 20
-    num_beams: int = 1
-    box_threshold: float = 0.3
-    text_threshold: float = 0.25
-    nms_iou: float = 0.5
-    max_boxes: int = 5
+    max_new_tokens: int = bounded(20, ge=1)
+    num_beams: int = bounded(1, ge=1)
+    box_threshold: float = bounded(0.3, ge=0.0, le=1.0)
+    text_threshold: float = bounded(0.25, ge=0.0, le=1.0)
+    nms_iou: float = bounded(0.5, gt=0.0, le=1.0)
+    max_boxes: int = bounded(5, ge=1)
     box_policy: Literal["best", "union"] = "union"
-    mask_threshold: float = 0.0
-    batch_size: int = 8
-    decode_workers: int = 2
-    shard_workers: int = 1
+    mask_threshold: float = 0.0  # SAM mask logit threshold (any real number)
+    batch_size: int = bounded(8, ge=1)
+    decode_workers: int = bounded(2, ge=1)
+    shard_workers: int = bounded(1, ge=1)
 
     PERFORMANCE_KEYS = ("batch_size", "decode_workers", "shard_workers")
 
@@ -128,27 +144,20 @@ class LabelParams:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.PERFORMANCE_KEYS}
 
     def __post_init__(self) -> None:
-        checks = [
-            (0.0 <= self.box_threshold <= 1.0, "box_threshold must be in [0, 1]"),
-            (0.0 <= self.text_threshold <= 1.0, "text_threshold must be in [0, 1]"),
-            (0.0 < self.nms_iou <= 1.0, "nms_iou must be in (0, 1]"),
-            (self.max_boxes >= 1, "max_boxes must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.box_policy in ("best", "union"), "box_policy must be 'best' or 'union'"),
-            (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"label params: {message}")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class IngestParams:
-    shard_size: int = 512
+    """How images are found and split: ``shard_size`` images per shard."""
+
+    shard_size: int = bounded(512, ge=1)
+    # Larger images get status=error instead of exhausting memory. PIL refuses anything above
+    # 178,956,970 pixels (a possible decompression bomb), so that is the default and the maximum.
+    max_pixels: int = bounded(178_956_970, ge=1, le=178_956_970)
 
     def __post_init__(self) -> None:
-        if self.shard_size < 1:
-            raise ValueError(f"ingest params: shard_size must be >= 1, got {self.shard_size}")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -161,23 +170,62 @@ class Params:
     label: LabelParams = field(default_factory=LabelParams)
 
 
-def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
+KNOWN_SECTIONS: dict[str, str] = {
+    "sample": "engine.params:SampleParams",
+    "ingest": "engine.params:IngestParams",
+    "models": "engine.params:ModelsParams",
+    "label": "engine.params:LabelParams",
+    "evaluate": "engine.metrics.params:EvaluateParams",
+    "annotate": "engine.annotations.select:SelectParams",
+    "finetune": "engine.captioning.train:FinetuneParams",
+    "train": "engine.sod.params:TrainParams",
+    "refine": "engine.refine.params:RefineParams",
+}
+"""Every section ``params.yaml`` may hold -> its dataclass (imported only when a full check needs it).
+A new section must be registered here: any other name is rejected as a typo."""
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _build(cls: type[T], data: Any, key: str, origin: str, overridden: frozenset[str] = frozenset()) -> T:
+    """``cls`` from the mapping ``data`` found at ``key`` (``label``, ``refine.sce``) of ``origin`` (a file).
+
+    Unknown keys, wrong types and out-of-range values raise ``ValueError`` naming the origin and the
+    dotted key; keys listed in ``overridden`` are named as overrides instead of file entries.
+    """
+
+    def where(dotted: str) -> str:
+        return f"{dotted} (override)" if dotted in overridden else f"{origin}: {dotted}"
+
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+        raise ValueError(f"{where(key)}: expected a mapping of keys, got {data!r} ({type(data).__name__})")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names), key=str)
     if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
+        hint = _suggest(unknown[0], names) if len(unknown) == 1 else ""
+        raise ValueError(f"{where(key)}: unknown keys {unknown}{hint}; known: {sorted(names)}")
+    hints = field_hints(cls)
+
+    def nested(sub: type, mapping: dict, sub_key: str) -> Any:
+        return _build(sub, mapping, sub_key, origin, overridden)
+
     values = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            value = _build(hint, value or {}, f"{where}.{key}")
-        elif getattr(hint, "__origin__", None) is tuple and isinstance(value, list):
-            value = tuple(value)
-        values[key] = value
-    return cls(**values)
+    for name, value in data.items():
+        try:
+            values[name] = coerce(hints[name], value, f"{key}.{name}", nested)
+        except ParamError as err:
+            raise ValueError(f"{where(err.key)}: {err.problem}") from None
+    try:
+        return cls(**values)
+    except ParamError as err:  # a check in __post_init__ that names its field
+        raise ValueError(f"{where(f'{key}.{err.key}')}: {err.problem}") from None
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        prefix = "" if message.startswith(key.split(".")[0]) else f"{key}: "
+        raise ValueError(f"{origin}: {prefix}{message}") from None
 
 
 def _read_yaml(path: str | Path | None) -> dict[str, Any]:
@@ -196,32 +244,81 @@ def _read_yaml(path: str | Path | None) -> dict[str, Any]:
     return data
 
 
+def _sections(path: str | Path | None, extra: str | None = None) -> dict[str, Any]:
+    """The sections of ``path``; a section nobody reads (a typo such as ``lable:``) is an error."""
+    data = _read_yaml(path)
+    known = {*KNOWN_SECTIONS, *([extra] if extra else [])}
+    for name, value in data.items():
+        if name not in known:
+            raise ValueError(f"{path}: unknown section {name!r}{_suggest(name, known)}; known: {sorted(known)}")
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{path}: {name}: expected a mapping of keys, got {value!r} ({type(value).__name__})")
+    return data
+
+
 def load_section(path: str | Path | None, section: str, cls: type[T], overrides: dict[str, Any] | None = None) -> T:
     """One section of ``params.yaml`` as the dataclass ``cls`` (defaults when absent), plus overrides.
 
     Stages owned by other packages (``train``, ``refine``...) keep their own dataclass and read it
-    with this function, so this module need not know every section.
+    with this function (their section is listed in :data:`KNOWN_SECTIONS`).
     """
-    data = _read_yaml(path).get(section) or {}
-    return _build(cls, {**data, **(overrides or {})}, f"{path or 'params'}:{section}")
+    data = _sections(path, section).get(section) or {}
+    overrides = overrides or {}
+    return _build(cls, _merge(data, overrides), section, str(path or "params"), _flat_keys(overrides, section))
 
 
 def load_params(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Params:
     """Read ``params.yaml`` (or defaults when ``path`` is None) and apply ``overrides``.
 
-    ``overrides`` maps a section to keys, e.g. ``{"label": {"batch_size": 4}}``.
+    ``overrides`` maps a section to keys, e.g. ``{"label": {"batch_size": 4}}``. Every section name
+    is checked; the sections of :class:`Params` are checked key by key (the others by their stages,
+    or all at once by :func:`check_params_file`).
     """
-    data = _read_yaml(path)
-    known = {f.name for f in dataclasses.fields(Params)}
-    for key, value in data.items():
-        if key in known and value is not None and not isinstance(value, dict):
-            raise ValueError(f"{path}:{key}: expected a mapping, got {type(value).__name__}")
-    data = {k: dict(v or {}) for k, v in data.items() if k in known}
+    known = [f.name for f in dataclasses.fields(Params)]
+    data = {k: dict(v or {}) for k, v in _sections(path).items() if k in known}
     for section, values in (overrides or {}).items():
         if section not in known:
-            raise ValueError(f"unknown parameter section {section!r}; known: {sorted(known)}")
-        data.setdefault(section, {}).update(values)
-    return _build(Params, data, str(path or "params"))
+            raise ValueError(f"unknown parameter section {section!r}{_suggest(section, known)}; known: {sorted(known)}")
+        data[section] = _merge(data.get(section, {}), values)
+    origin = str(path or "params")
+    overridden = frozenset().union(*(_flat_keys(v, s) for s, v in (overrides or {}).items()))
+    sections = {name: _build(hint, data.get(name, {}), name, origin, overridden)
+                for name, hint in field_hints(Params).items()}
+    return Params(**sections)
+
+
+def check_params_file(path: str | Path) -> dict[str, Any]:
+    """Build every section of ``path`` (all of :data:`KNOWN_SECTIONS`, defaults where absent) so a
+    pipeline fails on any typo before its first stage; returns ``{section: dataclass}``."""
+    data = _sections(path)
+    built = {}
+    for section, target in KNOWN_SECTIONS.items():
+        module, name = target.split(":")
+        cls = getattr(importlib.import_module(module), name)
+        built[section] = _build(cls, data.get(section) or {}, section, str(path))
+    return built
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied; nested mappings merge key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _flat_keys(values: dict[str, Any], prefix: str) -> frozenset[str]:
+    """Dotted keys of a (nested) override mapping: ``{"sce": {"epochs": 2}}`` -> ``{prefix.sce.epochs}``."""
+    keys = set()
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}"
+        keys.add(dotted)
+        if isinstance(value, dict):
+            keys |= _flat_keys(value, dotted)
+    return frozenset(keys)
 
 
 def as_dict(params: Any) -> dict[str, Any]:

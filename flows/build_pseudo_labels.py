@@ -31,9 +31,11 @@ def resolve_params(params_file: str | None, models: str | None, shard_size: int 
     merged: dict[str, dict] = {k: dict(v) for k, v in (overrides or {}).items()}
     if models:
         merged.setdefault("models", {})["profile"] = models
-    if shard_size:
+    if shard_size is not None:  # 0 is an error (checked with the other parameters), not "the default"
         merged.setdefault("ingest", {})["shard_size"] = shard_size
-    return load_params(path if path and path.is_file() else None, merged)
+    params = load_params(path if path and path.is_file() else None, merged)
+    params.models.specs(finetuned=False)  # an unknown model profile fails here, before any work
+    return params
 
 
 @flow(name="build-pseudo-labels", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -61,13 +63,18 @@ def build_pseudo_labels(
     if not Path(images).is_dir():
         raise ValueError(f"{images}: images folder not found")
     wd = Workdir.at(workdir)
-    manifest_paths = ingest_images(str(Path(images).resolve()), str(wd.manifest_dir), params.ingest.shard_size)
+    scanned = ingest_images(str(Path(images).resolve()), str(wd.manifest_dir), params.ingest.shard_size,
+                            params.ingest.max_pixels, str(wd.reports_dir / "ingest_skipped_files.tsv"))
+    manifest_paths = scanned["shards"]
 
     identities = model_identities(params.models.specs())
     run_id = labelling_run_id(identities, params.label)
     record = RunRecord(run_id, "build-pseudo-labels", identities, as_dict(params))
     record.save(wd)
-    build_catalog_task(str(wd.root))  # the new run's shards show up in the catalog as they land
+    try:
+        build_catalog_task(str(wd.root))  # the new run's shards show up in the catalog as they land
+    except (OSError, ValueError) as err:  # e.g. a damaged shard: labelling recomputes it, the last build counts
+        logger.warning("catalog not refreshed before labelling (%s); it is rebuilt at the end", err)
     logger.info("labelling run %s: %d shards, models %s", run_id, len(manifest_paths), params.models.profile)
 
     label_dict, models_dict = dataclasses.asdict(params.label), dataclasses.asdict(params.models)
@@ -95,8 +102,12 @@ def build_pseudo_labels(
     summary = {
         "run_id": run_id, "catalog": catalog, "images": record.images, **counts,
         "shards": record.shards, "shards_skipped": record.shards_skipped, "seconds": round(record.seconds, 2),
+        "unreadable_files": scanned["unreadable"], "skipped_files": len(scanned["skipped"]),
     }
-    _publish_summary(catalog, summary, wd)
+    try:
+        _publish_summary(catalog, summary, wd)
+    except OSError as err:  # the labels are done and recorded; previews are a nicety (e.g. a full disk)
+        logger.warning("previews not written: %s", err)
     return summary
 
 

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from engine.catalog import Workdir
+from engine.params import check_params_file
 from flows.build_pseudo_labels import build_pseudo_labels
 from flows.evaluate import evaluate
 from flows.refine_labels import refine_labels
@@ -52,6 +53,8 @@ def data_engine(
             pseudo-labels, the refined labels and the model are all scored against the truth.
     """
     logger = get_run_logger()
+    if params_file and Path(params_file).is_file():
+        check_params_file(params_file)  # a typo in any section fails now, not after hours of labelling
     wd = Workdir.at(workdir)
     truth = _truth_masks(images, truth_masks)
     labelled = build_pseudo_labels(images=images, workdir=workdir, models=models, params_file=params_file)

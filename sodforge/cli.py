@@ -12,19 +12,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from sodforge.commands import register_all
 from sodforge.env import configure_environment, project_root
+from sodforge.output import console, fail, literal, say, warn
 
 app = typer.Typer(help="Build salient-object datasets and models from unlabelled images.", no_args_is_help=True)
 catalog_app = typer.Typer(help="Query and rebuild the DuckDB catalog.", no_args_is_help=True)
 models_app = typer.Typer(help="Build or inspect models.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(models_app, name="models")
-console = Console()
-
 WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="Working directory holding catalog.duckdb.")]
 
 
@@ -33,9 +31,7 @@ def _main() -> None:
     configure_environment()
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+_fail = fail
 
 
 @app.command()
@@ -49,21 +45,24 @@ def sample(
     from engine.datasets import generate_sample_set
     from engine.params import SampleParams, load_params
 
-    settings = load_params(params).sample if params else SampleParams(seed=seed, count=count)
     try:
+        settings = load_params(params).sample if params else SampleParams(seed=seed, count=count)
         items = generate_sample_set(out, settings.count, settings.size_hw, settings.seed, settings.with_depth)
     except ValueError as err:
         _fail(str(err))
-    console.print(f"wrote {len(items)} images with true masks to {out}")
+    say(f"wrote {len(items)} images with true masks to {out}")
 
 
 def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
                batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None) -> dict:
-    from flows.build_pseudo_labels import build_pseudo_labels, task_runner
+    from engine.images.manifest import check_has_images
+    from flows.build_pseudo_labels import build_pseudo_labels, resolve_params, task_runner
     from sodforge.env import quiet_model_libraries
 
+    overrides = {"label": {"batch_size": batch_size}} if batch_size is not None else None
+    resolve_params(str(params) if params else None, models, shard_size, overrides)  # bad parameters: fail before any work
+    check_has_images(images)  # so does a folder without images
     quiet_model_libraries()
-    overrides = {"label": {"batch_size": batch_size}} if batch_size else None
     flow = build_pseudo_labels.with_options(task_runner=task_runner(dask_workers, dask_address))
     return flow(
         images=str(images), workdir=str(workdir), models=models, shard_size=shard_size,
@@ -76,10 +75,10 @@ def label(
     images: Annotated[Path, typer.Argument(help="Folder of images (or a set folder with images/, depth/...).")],
     workdir: WorkdirOpt = Path("sodforge-run"),
     models: Annotated[str, typer.Option(help="Model profile: tiny (offline, meaningless masks), base, large, or one from params.yaml.")] = "tiny",
-    shard_size: Annotated[int | None, typer.Option(help="Images per shard (default: params.yaml or 512).")] = None,
+    shard_size: Annotated[int | None, typer.Option(help="Images per shard (default: params.yaml or 512).", min=1)] = None,
     params: Annotated[Path | None, typer.Option(help="params.yaml to read (default: ./params.yaml if present).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
-    dask_workers: Annotated[int, typer.Option(help="Scale out on a local Dask cluster of N worker processes (127.0.0.1).")] = 0,
+    batch_size: Annotated[int | None, typer.Option(help="Images per model batch.", min=1)] = None,
+    dask_workers: Annotated[int, typer.Option(help="Scale out on a local Dask cluster of N worker processes (127.0.0.1).", min=0)] = 0,
     dask_address: Annotated[str | None, typer.Option(help="Scale out on an existing Dask cluster (tcp://host:8786).")] = None,
 ) -> None:
     """Run the labelling flow in-process (no server needed); the catalog lands in WORKDIR."""
@@ -87,12 +86,20 @@ def label(
         _fail(f"{images}: images folder not found")
     if params is None and Path("params.yaml").is_file():
         params = Path("params.yaml")
+    if params is not None and not params.is_file():
+        _fail(f"{params}: parameters file not found")
     try:
         summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # bad input, or a write that failed (the message names the file)
         _fail(str(err))
     console.print_json(json.dumps(summary))
-    console.print(f"catalog: {summary['catalog']}  (try: sodforge catalog summary --workdir {workdir})")
+    if summary.get("skipped_files"):
+        warn(f"{summary['skipped_files']} files are not images and were skipped "
+             f"(listed in {workdir / 'reports' / 'ingest_skipped_files.tsv'})")
+    if summary.get("error"):
+        warn(f"{summary['error']} images could not be labelled (status = error, the error names the file): "
+             f"sodforge catalog sql \"SELECT path, error FROM label_quality WHERE status = 'error'\" --workdir {workdir}")
+    say(f"catalog: {summary['catalog']}  (try: sodforge catalog summary --workdir {workdir})")
 
 
 @app.command()
@@ -119,11 +126,12 @@ def demo(
     _print_summary(workdir / "catalog.duckdb")
     console.rule("evaluation against the true masks")
     _print_metrics(workdir / "reports" / "data-engine")
-    console.print(f"total: {time.perf_counter() - started:.0f} s (labelling run {summary['labelling_run']}, "
-                  f"refined run {summary['refined_run']})")
-    console.print(
-        "\n[bold yellow]Tiny random models give meaningless masks[/bold yellow] (hence the poor scores above): "
-        "they exercise every step offline. Real labels need real weights:\n"
+    say(f"total: {time.perf_counter() - started:.0f} s (labelling run {summary['labelling_run']}, "
+        f"refined run {summary['refined_run']})")
+    console.print("\n[bold yellow]Tiny random models give meaningless masks[/bold yellow] (hence the poor scores above): "
+                  "they exercise every step offline.")
+    say(
+        "Real labels need real weights:\n"
         f"  sodforge label {raw} --workdir run-base --models base     (Hugging Face ids; see params.yaml profiles)\n"
         "  or point models.profiles.<name>.{captioner,grounder,segmenter} at local directories or official .pth files.\n\n"
         f"Where to look:\n  catalog      {workdir / 'catalog.duckdb'}   (sodforge catalog summary --workdir {workdir})\n"
@@ -140,9 +148,23 @@ def _print_metrics(reports: Path) -> None:
     table = Table("scored", "n", *keys)
     for path in sorted(reports.glob("*/metrics.json")):
         for block in json.loads(path.read_text()).values():
-            table.add_row(path.parent.name.replace("_", " "), str(block.get("images", "")),
+            table.add_row(literal(path.parent.name.replace("_", " ")), str(block.get("images", "")),
                           *(f"{block[k]:.3f}" for k in keys))
     console.print(table)
+
+
+@app.command("check-params")
+def check_params(
+    params: Annotated[Path, typer.Argument(help="Parameters file to check.")] = Path("params.yaml"),
+) -> None:
+    """Check every section of a params.yaml (unknown sections or keys, types, ranges) without running anything."""
+    from engine.params import check_params_file
+
+    try:
+        sections = check_params_file(params)
+    except ValueError as err:
+        _fail(str(err))
+    say(f"{params}: ok ({len(sections)} sections: {', '.join(sections)})")
 
 
 @app.command()
@@ -160,7 +182,11 @@ def catalog_build(workdir: WorkdirOpt = Path("data")) -> None:
     """Rebuild WORKDIR/catalog.duckdb (views only) from the Parquet shards."""
     from engine.catalog import build_catalog
 
-    console.print(f"catalog written: {build_catalog(workdir)}")
+    try:
+        path = build_catalog(workdir)
+    except (ValueError, OSError) as err:
+        _fail(str(err))
+    say(f"catalog written and checked: {path}")
 
 
 @catalog_app.command("sql")
@@ -185,9 +211,11 @@ def catalog_sql(
         for row in rows:
             typer.echo(json.dumps(dict(zip(columns, row, strict=True)), default=str))
         return
-    table = Table(*columns)
+    table = Table()
+    for column in columns:
+        table.add_column(literal(column))
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(literal("" if v is None else v) for v in row))
     console.print(table)
 
 
@@ -195,13 +223,13 @@ def _print_summary(catalog: Path) -> None:
     from engine.catalog import summarize
 
     for run in summarize(catalog):
-        table = Table(title=f"labelling run {run.run_id}", show_header=False)
+        table = Table(title=literal(f"labelling run {run.run_id}"), show_header=False)
         table.add_row("images", str(run.images))
-        table.add_row("statuses", ", ".join(f"{k}: {v}" for k, v in run.statuses.items()))
+        table.add_row("statuses", literal(", ".join(f"{k}: {v}" for k, v in run.statuses.items())))
         table.add_row("mean quality (ok)", "-" if run.mean_quality is None else f"{run.mean_quality:.3f}")
-        table.add_row("categories", f"{run.categories}  top: " + ", ".join(f"{c} ({n})" for c, n in run.top_categories))
+        table.add_row("categories", literal(f"{run.categories}  top: " + ", ".join(f"{c} ({n})" for c, n in run.top_categories)))
         for error in run.error_examples:
-            table.add_row("error", error)
+            table.add_row("error", literal(error))
         console.print(table)
 
 
@@ -220,7 +248,7 @@ def models_tiny(out: Annotated[Path, typer.Argument(help="Folder for blip/, grou
     from engine.models import build_tiny_models
 
     for family, path in build_tiny_models(out).items():
-        console.print(f"{family:15s} {path}")
+        say(f"{family:15s} {path}")
 
 
 register_all(app)

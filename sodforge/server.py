@@ -12,6 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sodforge.output import literal
+
 
 def wait_for_api(url: str, timeout_s: float = 90.0, process: subprocess.Popen | None = None) -> None:
     """Poll ``url``/health until it answers, the process dies, or ``timeout_s`` passes."""
@@ -52,16 +54,16 @@ def serve_with_local_server(project: Path, port: int, console: Console) -> None:
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
         )
     try:
-        console.print(f"starting Prefect server at {api_url} (log: {log_path}) ...")
+        console.print(literal(f"starting Prefect server at {api_url} (log: {log_path}) ..."))
         wait_for_api(api_url, process=server)
         os.environ["PREFECT_API_URL"] = api_url
         _ensure_sample(project, console)
-        console.print(
+        console.print(literal(
             "serving deployments. In another shell:\n"
             f"  export PREFECT_API_URL={api_url}\n"
             "  .venv/bin/prefect deployment run build-pseudo-labels/default --watch\n"
             f"UI: http://127.0.0.1:{port}   Ctrl+C stops the server and the deployments."
-        )
+        ))
         from flows.serve import serve_deployments
 
         serve_deployments(project)
@@ -81,4 +83,4 @@ def _ensure_sample(project: Path, console: Console) -> None:
         from engine.datasets import generate_sample_set
 
         generate_sample_set(sample)
-        console.print(f"generated the sample set at {sample} (the deployments' default input)")
+        console.print(literal(f"generated the sample set at {sample} (the deployments' default input)"))

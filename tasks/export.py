@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -18,8 +20,7 @@ def export_task(workdir: str, format: str, out: str, where: str | None = None, r
         raise ValueError(f"unknown export format {format!r}; known: {sorted(EXPORTERS)}")
     result = EXPORTERS[format](workdir, out, where=where, run_id=run_id, overwrite=overwrite)
     logger = task_logger()
-    logger.info("exported %d of %d labels of run %s as %s to %s", result.exported, result.selected,
-                result.run_id, format, result.out)
+    logger.info("%s", result.summary())
     for entry in result.skipped:
         logger.warning("skipped %s: %s", entry["path"], entry["reason"])
-    return str(result.save())
+    return str(Path(result.out) / "export.json")

@@ -9,21 +9,51 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from engine.catalog import build_catalog
+from engine.images.io import MAX_PIXELS
 from engine.images.manifest import ingest
 from engine.labeling import Labeler, label_shard, load_label_models
 from engine.params import LabelParams, ModelsParams
-from engine.storage import shard_is_current
+from engine.storage import shard_is_current, write_text_atomic
+
+SHOWN_SKIPPED = 20  # skipped files listed in the log (all of them go to the report file)
 
 
-@task(name="ingest-images", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, tags=["io"])
-def ingest_images(images: str, manifest_dir: str, shard_size: int) -> list[str]:
-    """Scan ``images`` into manifest shards; returns the manifest shard paths."""
-    result = ingest(images, manifest_dir, shard_size)
-    get_run_logger().info(
-        "ingest: %d images (%d new, %d duplicate files) in %d shards, %d rewritten",
-        result.images, result.new_images, result.duplicates, len(result.shard_paths), result.rewritten_shards,
+def retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O hiccups, never bad input: a ValueError names a problem that retrying cannot fix."""
+    try:
+        state.result()
+    except ValueError:
+        return False
+    except BaseException:  # noqa: BLE001 - anything else may be transient
+        return True
+    return True
+
+
+@task(name="ingest-images", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_bad_input,
+      cache_policy=NO_CACHE, tags=["io"])
+def ingest_images(images: str, manifest_dir: str, shard_size: int, max_pixels: int = MAX_PIXELS,
+                  skipped_report: str | None = None) -> dict[str, Any]:
+    """Scan ``images`` into manifest shards; returns ``{"shards": paths, "unreadable": n, "skipped": [...]}``.
+
+    Files passed over (not images, FIFOs, symlink loops...) are logged as one warning listing them
+    (the first few; all of them in ``skipped_report`` when given).
+    """
+    result = ingest(images, manifest_dir, shard_size, max_pixels)
+    logger = get_run_logger()
+    logger.info(
+        "ingest: %d images (%d new, %d duplicate files, %d unreadable) in %d shards, %d rewritten",
+        result.images, result.new_images, result.duplicates, result.unreadable, len(result.shard_paths),
+        result.rewritten_shards,
     )
-    return [str(p) for p in result.shard_paths]
+    skipped = [{"path": s.path, "reason": s.reason} for s in result.skipped]
+    if skipped_report:
+        write_text_atomic("".join(f"{s['path']}\t{s['reason']}\n" for s in skipped), skipped_report)
+    if skipped:
+        listed = "\n".join(f"  {s['path']}: {s['reason']}" for s in skipped[:SHOWN_SKIPPED])
+        more = f"\n  ... and {len(skipped) - SHOWN_SKIPPED} more" if len(skipped) > SHOWN_SKIPPED else ""
+        where = f" (all listed in {skipped_report})" if skipped_report else ""
+        logger.warning("ingest: skipped %d files that are not images%s:\n%s%s", len(skipped), where, listed, more)
+    return {"shards": [str(p) for p in result.shard_paths], "unreadable": result.unreadable, "skipped": skipped}
 
 
 def _label_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:

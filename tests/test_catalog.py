@@ -6,6 +6,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
+from bad_files import flip_mid_page
 
 from engine.catalog import VIEW_NAMES, RunRecord, Workdir, build_catalog, connect_readonly, summarize
 from engine.labeling import PseudoLabel, labels_to_table
@@ -145,3 +146,81 @@ def test_refined_versions_join_the_views_with_their_extra_columns(workdir):
             "SELECT run_id, cue_agreement, refine_change FROM label_quality WHERE cue_agreement IS NOT NULL"
         ).fetchall() == [("refine-x", pytest.approx(0.75), pytest.approx(0.1))]
         assert con.execute("SELECT count(*) FROM masks").fetchone() == (2,)
+
+
+def _rows(workdir: Workdir) -> list[tuple]:
+    with connect_readonly(workdir.catalog_path) as con:
+        return con.execute("SELECT image_id, status FROM label_quality ORDER BY image_id").fetchall()
+
+
+class _FullDiskConnection:
+    """A DuckDB connection whose CHECKPOINT fails as on a full disk (close() alone would stay silent)."""
+
+    def __init__(self, con):
+        self.con = con
+
+    def execute(self, sql, *args):
+        if sql.strip().upper() == "CHECKPOINT":
+            raise duckdb.IOException('IO Error: Could not write file "catalog.tmp": No space left on device')
+        return self.con.execute(sql, *args)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.con.close()
+
+
+def test_catalog_build_on_a_full_disk_keeps_the_old_catalog(workdir, monkeypatch):
+    import engine.catalog.views as views
+    from engine.storage import WriteError
+
+    before = _rows(workdir)
+    real_connect = duckdb.connect
+    monkeypatch.setattr(views.duckdb, "connect", lambda *a, **k: _FullDiskConnection(real_connect(*a, **k)))
+    with pytest.raises(WriteError) as info:  # never "catalog written" for a catalog without views
+        build_catalog(workdir)
+    message = str(info.value)
+    assert message.startswith(f"cannot write {workdir.catalog_path}: [Errno 28]") and "No space left on device" in message
+    assert "the previous catalog (if any) is kept" in message
+    monkeypatch.undo()
+    assert _rows(workdir) == before  # the old catalog still answers
+    assert sorted(p.name for p in workdir.root.iterdir()) == ["catalog", "catalog.duckdb"]  # no temp files left
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda path: duckdb.connect(str(path)).close(), "views missing: images, annotations"),
+        (lambda path: (build_catalog(path.parent), (path.parent / "catalog.duckdb").rename(path),
+                       path.with_name(path.name + ".wal").write_bytes(b"x" * 64)), "write-ahead log"),
+    ],
+)
+def test_check_catalog_finds_broken_catalogs(tmp_path, make, problem):
+    from engine.catalog.views import check_catalog
+
+    path = tmp_path / "candidate.duckdb"
+    make(path)
+    assert problem in check_catalog(path)
+
+
+def test_a_catalog_that_fails_its_check_never_replaces_the_old_one(workdir, monkeypatch):
+    import engine.catalog.views as views
+
+    before = _rows(workdir)
+    monkeypatch.setattr(views, "check_catalog", lambda path: "views missing: labels")
+    with pytest.raises(OSError, match="the new catalog failed its check: views missing: labels"):
+        build_catalog(workdir)
+    assert _rows(workdir) == before
+
+
+def test_a_damaged_shard_is_left_out_of_the_catalog_until_recomputed(workdir, caplog):
+    shard = workdir.labels_dir("r1") / "shard-00000.parquet"
+    good = shard.read_bytes()
+    flip_mid_page(shard, "caption")
+    build_catalog(workdir)  # neither fails nor serves the damaged rows
+    assert _rows(workdir) == [("id-c", "error")]
+    assert "damaged shard" in caplog.text and "shard-00000.parquet" in caplog.text
+    shard.write_bytes(good)  # recomputed
+    build_catalog(workdir)
+    assert [r[0] for r in _rows(workdir)] == ["id-a", "id-b", "id-c"]

@@ -107,12 +107,12 @@ def test_degenerate_boxes_are_dropped_and_unknown_policy_refused():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"box_threshold": 1.5}, "box_threshold must be in"),
-        ({"text_threshold": -0.1}, "text_threshold must be in"),
-        ({"nms_iou": 0.0}, "nms_iou must be in"),
-        ({"max_boxes": 0}, "max_boxes must be"),
-        ({"box_policy": "all"}, "box_policy must be"),
-        ({"batch_size": 0}, "batch_size must be"),
+        ({"box_threshold": 1.5}, r"box_threshold: must be >= 0 and <= 1, got 1.5"),
+        ({"text_threshold": -0.1}, r"text_threshold: must be >= 0 and <= 1, got -0.1"),
+        ({"nms_iou": 0.0}, r"nms_iou: must be > 0 and <= 1, got 0.0"),
+        ({"max_boxes": 0}, r"max_boxes: must be >= 1, got 0"),
+        ({"box_policy": "all"}, r"box_policy: must be one of 'best', 'union'"),
+        ({"batch_size": 0}, r"batch_size: must be >= 1, got 0"),
     ],
 )
 def test_label_params_refuse_bad_thresholds(overrides, message):

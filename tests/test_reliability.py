@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from bad_files import flip_mid_page, huge_jpeg, png_bomb
 from PIL import Image
 
 from engine.catalog import Workdir
@@ -42,10 +43,26 @@ def _corpus(root: Path) -> dict[str, str | None]:
     (images / "truncated.png").write_bytes(buffer.getvalue()[:300])
     (images / "empty.jpg").write_bytes(b"")
     (images / "notes.jpg").write_text("this is not an image")
+    png_bomb(images / "bomb.png")  # header claims 30000x30000: PIL's DecompressionBombError
+    huge_jpeg(images / "panorama.jpg")  # header claims 14000x13000 = 182 Mpx
     expected = {p.name: None for p in images.iterdir()}
     expected.update({"tiny.png": "too small", "truncated.png": "truncated", "empty.jpg": "empty",
-                     "notes.jpg": "not an image"})
+                     "notes.jpg": "not an image", "bomb.png": "too large", "panorama.jpg": "too large"})
+    if Path("/proc/self/mem").exists():  # a real EIO: reading /proc/self/mem at offset 0 fails with errno 5
+        os.symlink("/proc/self/mem", images / "bad_disk.jpg")
+        expected["bad_disk.jpg"] = "cannot read file ([Errno 5] Input/output error)"
     return expected
+
+
+def _odd_entries(images: Path) -> dict[str, str]:
+    """Entries that are not images at all: no row, but listed as skipped, with the reason."""
+    os.symlink("loop2.jpg", images / "loop1.jpg")
+    os.symlink("loop1.jpg", images / "loop2.jpg")
+    os.mkfifo(images / "pipe.jpg")
+    (images / "clip.mp4").write_bytes(b"\0\0\0\x18ftypmp42")
+    (images / "photo.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    return {"loop1.jpg": "symlink loop", "loop2.jpg": "symlink loop", "pipe.jpg": "FIFO", "clip.mp4": "not an image",
+            "photo.heic": "unsupported image format"}
 
 
 def _label_rows(workdir: Path) -> list[tuple]:
@@ -61,12 +78,17 @@ def test_odd_and_broken_files_never_stop_a_run(prefect_harness, tmp_path):
     from flows.build_pseudo_labels import build_pseudo_labels
 
     expected = _corpus(tmp_path / "set")
+    skipped = _odd_entries(tmp_path / "set" / "images")
     summary = build_pseudo_labels(images=str(tmp_path / "set"), workdir=str(tmp_path / "wd"), shard_size=4,
                                   params_file=None)
-    assert summary["images"] == len(expected)
+    assert summary["images"] == len(expected) and summary["skipped_files"] == len(skipped)
+    report = (tmp_path / "wd" / "reports" / "ingest_skipped_files.tsv").read_text().splitlines()
+    reasons = {Path(line.split("\t")[0]).name: line.split("\t")[1] for line in report}
+    assert set(reasons) == set(skipped) and all(skipped[n] in reasons[n] for n in skipped), reasons
     with duckdb.connect(str(tmp_path / "wd" / "catalog.duckdb"), read_only=True) as con:
         rows = con.execute("SELECT path, status, error, height, width FROM label_quality").fetchall()
     by_name = {Path(path).name: (status, error, h, w) for path, status, error, h, w in rows}
+    by_name = {("bad_disk.jpg" if name == "mem" else name): value for name, value in by_name.items()}
     assert set(by_name) == set(expected)
     for name, fragment in expected.items():
         status, error, height, width = by_name[name]
@@ -116,14 +138,22 @@ def test_kill_9_then_rerun_resumes_without_redoing_or_duplicating(prefect_harnes
     assert rows == _label_rows(tmp_path / "ref")  # same statuses, captions and masks as an uninterrupted run
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
 @pytest.mark.slow
-def test_corrupted_shard_is_detected_and_recomputed(prefect_harness, sample_set, tmp_path):
+@pytest.mark.parametrize("damage", [_truncate, lambda path: flip_mid_page(path, "mask_rle")], ids=["truncated", "mid-file"])
+def test_corrupted_shard_is_detected_and_recomputed(prefect_harness, sample_set, tmp_path, damage):
+    from engine.catalog import build_catalog
     from flows.build_pseudo_labels import build_pseudo_labels
 
     first = build_pseudo_labels(images=str(sample_set), workdir=str(tmp_path), shard_size=5, params_file=None)
     rows = _label_rows(tmp_path)
     victim = sorted((tmp_path / "catalog" / "labels").rglob("shard-*.parquet"))[1]
-    victim.write_bytes(victim.read_bytes()[:100])
+    damage(victim)  # a mid-file flip keeps the footer: the fingerprint alone would call it current
+    build_catalog(tmp_path)  # the catalog leaves the damaged shard out instead of serving it or failing
+    assert len(_label_rows(tmp_path)) == len(rows) - 5
     again = build_pseudo_labels(images=str(sample_set), workdir=str(tmp_path), shard_size=5, params_file=None)
     assert again["run_id"] == first["run_id"] and again["shards_skipped"] == first["shards"] - 1
     assert _label_rows(tmp_path) == rows

@@ -9,13 +9,16 @@ when they differ. Runs still in progress are read from their live shards.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.catalog.layout import Workdir
-from engine.storage import fingerprint, read_fingerprint, write_table_atomic
+from engine.storage import fingerprint, read_fingerprint, read_table, write_table_atomic
+
+log = logging.getLogger(__name__)
 
 
 def shard_files(directory: Path) -> list[Path]:
@@ -27,12 +30,25 @@ def _signature(files: list[Path]) -> str:
     return fingerprint([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
 
 
-def compacted(files: list[Path], target: Path) -> Path:
-    """``target`` holding the rows of ``files`` (one file), rewritten only when ``files`` changed."""
+def compacted(files: list[Path], target: Path, schema: pa.Schema | None = None) -> Path:
+    """``target`` holding the rows of ``files`` (one file), rewritten only when ``files`` changed.
+
+    A shard that fails its checksums is left out (with a warning) instead of served or stopping the
+    build; recomputing it (rerun the step that wrote it) changes the signature, so it is compacted then.
+    ``schema`` gives the (empty) table when no shard is readable.
+    """
     signature = _signature(files)
     if read_fingerprint(target) != signature:
-        tables = [pq.read_table(f) for f in files]
-        write_table_atomic(pa.concat_tables(tables, promote_options="default"), target, signature)
+        tables = []
+        for path in files:
+            try:
+                tables.append(read_table(path))
+            except ValueError as err:
+                log.warning("catalog: leaving out a damaged shard until it is recomputed: %s", err)
+        if not tables and schema is None:
+            raise ValueError(f"{files[0].parent}: every shard is damaged; rerun the step that wrote them")
+        table = pa.concat_tables(tables, promote_options="default") if tables else schema.empty_table()
+        write_table_atomic(table, target, signature)
     return target
 
 

@@ -1,11 +1,13 @@
 """The catalog: a DuckDB file that holds only views over the Parquet shards.
 
 Writers never hold a DuckDB file open; ``build_catalog`` writes a fresh file under a temporary
-name and swaps it in, so readers (opened read-only) are never blocked by a running flow.
+name, checks it and swaps it in, so readers (opened read-only) are never blocked by a running flow
+and never see a broken catalog.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from engine.catalog.layout import Workdir
 from engine.catalog.runs import RUN_SCHEMA
 from engine.images.manifest import MANIFEST_SCHEMA
 from engine.labeling.record import LABEL_SCHEMA
+from engine.storage import WriteError, names_path
 
 ANNOTATION_SCHEMA = pa.schema(
     [
@@ -128,7 +131,8 @@ def _labels_sql(workdir: Workdir) -> str:
         for run_dir in sorted(root.glob("run=*")):
             run_id, files = run_dir.name.removeprefix("run="), shard_files(run_dir)
             if files and run_id in done:
-                parts.append(_read(compacted(files, compact_dir(workdir) / f"{root.name}-{run_dir.name}.parquet")))
+                target = compact_dir(workdir) / f"{root.name}-{run_dir.name}.parquet"
+                parts.append(_read(compacted(files, target, LABEL_SCHEMA)))
                 compacted_runs.append(run_id)
         parts.append(_live_sql(root, compacted_runs))
     source = " UNION ALL BY NAME ".join(f"({p})" for p in parts) if parts else _source_sql([], LABEL_SCHEMA)
@@ -142,7 +146,7 @@ def _images_sql(workdir: Workdir) -> str:
     files = shard_files(workdir.manifest_dir)
     if not files:
         return _source_sql([], MANIFEST_SCHEMA)
-    return _read(compacted(files, compact_dir(workdir) / "images.parquet"))
+    return _read(compacted(files, compact_dir(workdir) / "images.parquet", MANIFEST_SCHEMA))
 
 
 def view_statements(workdir: Workdir) -> list[str]:
@@ -175,20 +179,72 @@ def view_statements(workdir: Workdir) -> list[str]:
 
 
 def build_catalog(workdir: str | Path | Workdir) -> Path:
-    """(Re)write ``catalog.duckdb`` with views over the workdir's Parquet shards; returns its path."""
+    """(Re)write ``catalog.duckdb`` with views over the workdir's Parquet shards; returns its path.
+
+    The new catalog is written beside the old one, checkpointed, and checked (no changes left in
+    DuckDB's write-ahead log, every view present and queryable from a read-only connection) before
+    it replaces the old one; on any failure the old catalog stays and the error names the file.
+
+    Raises:
+        WriteError: (an ``OSError``) the new catalog could not be written or failed its check.
+        ValueError: a shard cannot be read at all (its footer is damaged).
+    """
     workdir = workdir if isinstance(workdir, Workdir) else Workdir.at(workdir)
-    workdir.root.mkdir(parents=True, exist_ok=True)
-    tmp = workdir.catalog_path.with_name(f".{workdir.catalog_path.name}.{os.getpid()}.tmp")
+    with names_path(workdir.root):
+        workdir.root.mkdir(parents=True, exist_ok=True)
+    target = workdir.catalog_path
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    wal = Path(f"{tmp}.wal")
     tmp.unlink(missing_ok=True)
+    wal.unlink(missing_ok=True)
     try:
-        with duckdb.connect(str(tmp)) as con:
-            for statement in view_statements(workdir):
-                con.execute(statement)
-        os.replace(tmp, workdir.catalog_path)
+        try:
+            statements = view_statements(workdir)
+        except duckdb.Error as err:
+            raise ValueError(f"{target}: cannot build the catalog from the shards ({err})") from err
+        try:
+            with duckdb.connect(str(tmp)) as con:
+                for statement in statements:
+                    con.execute(statement)
+                con.execute("CHECKPOINT")  # raises on a full disk, where close() would stay silent
+        except duckdb.Error as err:
+            raise _catalog_error(target, str(err)) from err
+        problem = check_catalog(tmp)
+        if problem:
+            raise _catalog_error(target, f"the new catalog failed its check: {problem}")
+        with names_path(target):
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-        Path(f"{tmp}.wal").unlink(missing_ok=True)
-    return workdir.catalog_path
+        wal.unlink(missing_ok=True)
+    return target
+
+
+def _catalog_error(target: Path, problem: str) -> WriteError:
+    code = errno.ENOSPC if "No space left" in problem else None
+    return WriteError(code, f"{problem}; the previous catalog (if any) is kept", str(target))
+
+
+def check_catalog(path: str | Path) -> str | None:
+    """``None`` when the catalog file at ``path`` holds every view and each answers a query; else the problem.
+
+    A leftover write-ahead log means DuckDB could not move the views into the file itself (full disk):
+    without it the file holds no views, so that counts as a failure too.
+    """
+    wal = Path(f"{path}.wal")
+    if wal.is_file() and wal.stat().st_size > 0:
+        return f"views left only in the write-ahead log {wal.name} (disk full?)"
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            found = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+            missing = [name for name in VIEW_NAMES if name not in found]
+            if missing:
+                return f"views missing: {', '.join(missing)}"
+            for name in VIEW_NAMES:  # binds every view: its files and columns exist (reads no data pages)
+                con.execute(f"SELECT * FROM {name} LIMIT 0").fetchall()
+    except duckdb.Error as err:
+        return str(err)
+    return None
 
 
 def connect_readonly(catalog_path: str | Path) -> duckdb.DuckDBPyConnection:

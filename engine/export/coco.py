@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from engine.export.common import ExportResult, SelectedRow, export_rows, prepare_out
+from engine.export.common import ExportResult, SelectedRow, export_rows, staged_export, write_file
 from engine.export.media import image_payload, label_mask
 from engine.masks import rle_area
 
@@ -41,8 +41,14 @@ def _annotation(row: dict, ann_id: int, image_id: int, category_id: int) -> dict
 def export_coco(workdir: str | Path, out: str | Path, where: str | None = None, run_id: str | None = None,
                 overwrite: bool = False) -> ExportResult:
     """Export the selected labels of ``workdir`` as ``out/annotations.json`` and ``out/images/``."""
-    out = prepare_out(out, overwrite)
-    (out / "images").mkdir(exist_ok=True)
+    with staged_export(out, overwrite) as stage:
+        result = _export_coco(workdir, stage, out, where, run_id)
+        result.save(stage)
+    return result
+
+
+def _export_coco(workdir: str | Path, stage: Path, out: str | Path, where: str | None, run_id: str | None) -> ExportResult:
+    (stage / "images").mkdir()
     images: list[dict] = []
     annotations: list[dict] = []
     categories: dict[str, int] = {}
@@ -52,7 +58,7 @@ def export_coco(workdir: str | Path, out: str | Path, where: str | None = None, 
         mask = label_mask(row)  # validates size; decoding also checks the RLE
         payload = image_payload(row["path"], mask.shape)
         file_name = f"{item.name}{payload.extension}"
-        (out / "images" / file_name).write_bytes(payload.data)
+        write_file(stage / "images" / file_name, payload.data)
         result.reencoded += int(payload.reencoded)
         image_id = len(images) + 1
         images.append({"id": image_id, "file_name": file_name, "height": mask.shape[0], "width": mask.shape[1],
@@ -72,8 +78,7 @@ def export_coco(workdir: str | Path, out: str | Path, where: str | None = None, 
         "annotations": annotations,
         "categories": [{"id": i, "name": name, "supercategory": "salient"} for name, i in categories.items()],
     }
-    (out / "annotations.json").write_text(json.dumps(document))
-    result.save()
+    write_file(stage / "annotations.json", json.dumps(document))
     return result
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
-from engine.export.common import ExportResult, SelectedRow, export_rows, prepare_out
+from engine.export.common import ExportResult, SelectedRow, export_rows, staged_export, write_file
 from engine.export.media import image_payload, label_mask, mask_png, read_mask_png
 
 INDEX_COLUMNS = ("name", "image_id", "source_path", "status", "category", "caption", "phrase", "quality_score")
@@ -20,27 +21,28 @@ def export_duts(workdir: str | Path, out: str | Path, where: str | None = None,
     Images are JPEG (original bytes when possible, see :mod:`engine.export.media`); labels with
     status ``no_object`` get an all-black mask; status ``error`` rows are skipped and listed.
     """
-    out = prepare_out(out, overwrite)
-    (out / "Image").mkdir(parents=True, exist_ok=True)
-    (out / "Mask").mkdir(parents=True, exist_ok=True)
-    index_rows: list[dict] = []
+    with staged_export(out, overwrite) as stage:
+        (stage / "Image").mkdir()
+        (stage / "Mask").mkdir()
+        index_rows: list[dict] = []
 
-    def write(item: SelectedRow, result: ExportResult) -> None:
-        row = item.row
-        mask = label_mask(row)
-        payload = image_payload(row["path"], mask.shape, jpeg_only=True)
-        (out / "Image" / f"{item.name}.jpg").write_bytes(payload.data)
-        (out / "Mask" / f"{item.name}.png").write_bytes(mask_png(mask))
-        result.reencoded += int(payload.reencoded)
-        index_rows.append({"name": item.name, "source_path": row["path"],
-                           **{k: row.get(k) for k in INDEX_COLUMNS if k not in ("name", "source_path")}})
+        def write(item: SelectedRow, result: ExportResult) -> None:
+            row = item.row
+            mask = label_mask(row)
+            payload = image_payload(row["path"], mask.shape, jpeg_only=True)
+            write_file(stage / "Image" / f"{item.name}.jpg", payload.data)
+            write_file(stage / "Mask" / f"{item.name}.png", mask_png(mask))
+            result.reencoded += int(payload.reencoded)
+            index_rows.append({"name": item.name, "source_path": row["path"],
+                               **{k: row.get(k) for k in INDEX_COLUMNS if k not in ("name", "source_path")}})
 
-    result = export_rows(workdir, out, "duts", where, run_id, write)
-    with (out / "index.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(INDEX_COLUMNS))
+        result = export_rows(workdir, out, "duts", where, run_id, write)
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=list(INDEX_COLUMNS))
         writer.writeheader()
         writer.writerows(index_rows)
-    result.save()
+        write_file(stage / "index.csv", table.getvalue())
+        result.save(stage)
     return result
 
 

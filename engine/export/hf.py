@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from engine.catalog.views import QUALITY_COLUMNS
-from engine.export.common import ExportResult, SelectedRow, export_rows, prepare_out
+from engine.export.common import ExportResult, SelectedRow, export_rows, staged_export, write_file
 from engine.export.media import image_payload, label_mask, mask_png
 from engine.storage import write_table_atomic
 
@@ -54,14 +54,21 @@ def export_hf(workdir: str | Path, out: str | Path, where: str | None = None, ru
     """Export the selected labels of ``workdir`` as Parquet files under ``out/data`` plus a dataset card."""
     if rows_per_file < 1:
         raise ValueError(f"rows_per_file must be >= 1, got {rows_per_file}")
-    out = prepare_out(out, overwrite)
+    with staged_export(out, overwrite) as stage:
+        result = _export_hf(workdir, stage, out, where, run_id, rows_per_file)
+        result.save(stage)
+    return result
+
+
+def _export_hf(workdir: str | Path, stage: Path, out: str | Path, where: str | None, run_id: str | None,
+               rows_per_file: int) -> ExportResult:
     schema = hf_features().arrow_schema
     buffer: list[dict] = []
     files: list[Path] = []
 
     def flush() -> None:
         if buffer:
-            path = out / "data" / f"train-{len(files):05d}.parquet"
+            path = stage / "data" / f"train-{len(files):05d}.parquet"
             files.append(write_table_atomic(pa.Table.from_pylist(buffer, schema=schema), path))
             buffer.clear()
 
@@ -81,7 +88,6 @@ def export_hf(workdir: str | Path, out: str | Path, where: str | None = None, ru
     result = export_rows(workdir, out, "hf", where, run_id, write)
     flush()
     if not files:  # an empty but loadable dataset
-        files.append(write_table_atomic(schema.empty_table(), out / "data" / "train-00000.parquet"))
-    (out / "README.md").write_text(CARD.format(run_id=result.run_id, where=result.where))
-    result.save()
+        files.append(write_table_atomic(schema.empty_table(), stage / "data" / "train-00000.parquet"))
+    write_file(stage / "README.md", CARD.format(run_id=result.run_id, where=result.where))
     return result

@@ -60,6 +60,12 @@ def count_selected(workdir: str | Path, where: str = DEFAULT_WHERE, run_id: str 
     return run, int(count)
 
 
+def count_run_labels(workdir: str | Path, run_id: str) -> int:
+    """How many labels the run ``run_id`` has (before any condition)."""
+    with connect_readonly(_catalog(workdir)) as con:
+        return int(con.execute("SELECT count(*) FROM label_quality WHERE run_id = ?", [run_id]).fetchone()[0])
+
+
 def iter_selected(workdir: str | Path, where: str = DEFAULT_WHERE, run_id: str | None = None,
                   batch_size: int = 256) -> Iterator[dict]:
     """Matching label rows (dicts with the ``labels`` view's columns), ordered by path."""

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from engine.images import ImageReadError, read_rgb
 from engine.masks import decode_rle
+from engine.storage import names_path
 
 TILE = 192
 FOOTER = 14
@@ -53,6 +54,7 @@ def contact_sheet(rows: Sequence[dict], out_path: str | Path, columns: int = 4) 
     for index, tile in enumerate(tiles):
         sheet.paste(tile, ((index % columns) * TILE, (index // columns) * (TILE + FOOTER)))
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_path)
+    with names_path(out_path):
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(out_path)
     return out_path

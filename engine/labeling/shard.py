@@ -28,7 +28,13 @@ class ShardResult:
 
 
 def decode(row: dict) -> ImageItem:
-    """Decode one manifest row's image, turning any failure into an error item."""
+    """Decode one manifest row's image, turning any failure into an error item naming the file.
+
+    A row whose header already failed at ingest (unreadable file, not an image, above
+    ``ingest.max_pixels``) is an error item without another read.
+    """
+    if row.get("header_error"):
+        return ImageItem(row["image_id"], row["path"], error=row["header_error"])
     try:
         return ImageItem(row["image_id"], row["path"], rgb=read_rgb(row["path"]))
     except ImageReadError as err:

@@ -16,6 +16,7 @@ from engine.metrics.evaluate import DatasetReport, EvalItem
 from engine.metrics.io import read_gray_u8, resize_to, to_gray_u8
 from engine.metrics.report import safe_name, worst_records
 from engine.metrics.sod import THRESHOLDS
+from engine.storage import names_path
 
 TP_RGB = (40, 200, 40)
 FP_RGB = (230, 30, 30)
@@ -46,7 +47,8 @@ def plot_curves(reports: Sequence[DatasetReport], out_dir: str | Path, method: s
     ax.legend(fontsize=7, loc="lower left")
     paths.append(out_dir / "pr_curves.png")
     fig.tight_layout()
-    fig.savefig(paths[-1])
+    with names_path(paths[-1]):
+        fig.savefig(paths[-1])
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4.5), dpi=110)
@@ -58,7 +60,8 @@ def plot_curves(reports: Sequence[DatasetReport], out_dir: str | Path, method: s
     ax.legend(fontsize=7, loc="lower left")
     paths.append(out_dir / "f_threshold.png")
     fig.tight_layout()
-    fig.savefig(paths[-1])
+    with names_path(paths[-1]):
+        fig.savefig(paths[-1])
     plt.close(fig)
     return paths
 
@@ -128,6 +131,7 @@ def write_worst_overlays(report: DatasetReport, items: Sequence[EvalItem], out_d
         except (ValueError, TypeError):
             continue
         path = folder / f"{rank:02d}_{safe_name(record.stem)}.png"
-        Image.fromarray(panel).save(path)
+        with names_path(path):
+            Image.fromarray(panel).save(path)
         paths.append(path)
     return paths

@@ -14,6 +14,7 @@ Layout written under an output folder ``OUT``::
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 
 from engine.metrics.evaluate import DatasetReport, ImageRecord
 from engine.metrics.sod import METRIC_KEYS, PER_IMAGE_KEYS, THRESHOLDS, DatasetScores
+from engine.storage import write_text_atomic
 
 COUNT_KEYS: tuple[str, ...] = ("images", "empty_predictions")
 """Integer keys beside the measures in each dataset's block of ``metrics.json``."""
@@ -92,9 +94,7 @@ def report_from_dict(data: dict) -> DatasetReport:
 def save_dataset_report(report: DatasetReport, out_dir: str | Path) -> Path:
     """Write ``OUT/report/datasets/<name>.json``; returns its path."""
     path = Path(out_dir) / "report" / "datasets" / f"{safe_name(report.name)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report_to_dict(report)))
-    return path
+    return write_text_atomic(json.dumps(report_to_dict(report)), path)
 
 
 def load_dataset_report(path: str | Path) -> DatasetReport:
@@ -106,10 +106,7 @@ def write_metrics_json(reports: list[DatasetReport], path: str | Path) -> Path:
     names = [r.name for r in reports]
     if len(set(names)) != len(names):
         raise ValueError(f"dataset names must be unique, got {names}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({r.name: metrics_block(r) for r in reports}, indent=2) + "\n")
-    return path
+    return write_text_atomic(json.dumps({r.name: metrics_block(r) for r in reports}, indent=2) + "\n", path)
 
 
 def _fmt(value: float | None) -> str:
@@ -144,25 +141,24 @@ def write_plot_data(report: DatasetReport, out_dir: str | Path) -> list[Path]:
         out / "fthreshold" / f"{name}.csv": (("threshold", "fmeasure", "emeasure"), (THRESHOLDS, s.fmeasure, s.emeasure)),
     }
     for path, (header, columns) in tables.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(zip(*(np.round(c, 6).tolist() for c in columns), strict=True))
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(header)
+        writer.writerows(zip(*(np.round(c, 6).tolist() for c in columns), strict=True))
+        write_text_atomic(text.getvalue(), path)
     return list(tables)
 
 
 def write_per_image(report: DatasetReport, out_dir: str | Path) -> Path:
     """``OUT/report/per_image/<name>.csv``: one row per scored image, worst MAE first."""
     path = Path(out_dir) / "report" / "per_image" / f"{safe_name(report.name)}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["stem", *PER_IMAGE_KEYS, "prediction", "ground_truth", "note"])
-        for rec in worst_records(report, len(report.records)):
-            writer.writerow([rec.stem, *(round(rec.measures[k], 6) for k in PER_IMAGE_KEYS),
-                             rec.source, rec.gt_path, rec.note or ""])
-    return path
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["stem", *PER_IMAGE_KEYS, "prediction", "ground_truth", "note"])
+    for rec in worst_records(report, len(report.records)):
+        writer.writerow([rec.stem, *(round(rec.measures[k], 6) for k in PER_IMAGE_KEYS),
+                         rec.source, rec.gt_path, rec.note or ""])
+    return write_text_atomic(text.getvalue(), path)
 
 
 def worst_records(report: DatasetReport, count: int) -> list[ImageRecord]:

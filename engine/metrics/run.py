@@ -24,6 +24,7 @@ from engine.metrics.report import (
     write_per_image,
     write_plot_data,
 )
+from engine.storage import write_text_atomic
 
 
 def _dataset_outputs(report: DatasetReport, items: Sequence[EvalItem], out_dir: Path | None,
@@ -83,8 +84,8 @@ def write_outputs(reports: Sequence[DatasetReport], method: str, out_dir: str | 
     if out is not None:
         report_dir = out / "report"
         report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "table.md").write_text(markdown_table(reports, method))
-        (report_dir / "details.json").write_text(json.dumps(details(reports, method, extra), indent=2) + "\n")
+        write_text_atomic(markdown_table(reports, method), report_dir / "table.md")
+        write_text_atomic(json.dumps(details(reports, method, extra), indent=2) + "\n", report_dir / "details.json")
         written["table"] = str(report_dir / "table.md")
         written["details"] = str(report_dir / "details.json")
         for path in plot_curves(reports, report_dir, method):

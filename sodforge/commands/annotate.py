@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from sodforge.output import console, fail, say, say_labelled
+
 annotations_app = typer.Typer(help="Select, export, import and inspect human annotations.", no_args_is_help=True)
 
 ImagesOpt = Annotated[Path, typer.Option("--images", "-i", help="Folder of the image set (or a set folder with images/).")]
@@ -19,9 +19,7 @@ WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="Working direc
 ParamsOpt = Annotated[Path | None, typer.Option(help="params.yaml to read (default: ./params.yaml if present).")]
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+_fail = fail
 
 
 def _params(params: Path | None) -> str | None:
@@ -77,8 +75,8 @@ def _select(images: Path, workdir: Path, params_file: str | None, overrides: dic
     except ValueError as err:
         _fail(str(err))
     if result["selected"]:
-        console.print(f"round {result['round']}: selected {result['selected']} of {result['images']} images "
-                      f"({settings.strategy}) -> {result['round_path']}")
+        say(f"round {result['round']}: selected {result['selected']} of {result['images']} images "
+            f"({settings.strategy}) -> {result['round_path']}")
     else:
         console.print("nothing left to select: every image is in a round or annotated")
     return result
@@ -112,6 +110,7 @@ def export_cmd(
     from engine.annotations.labelstudio import LABEL_CONFIG, export_tasks
     from engine.annotations.review import ReviewIndex, list_runs
     from engine.catalog import Workdir
+    from engine.storage import write_text_atomic
 
     try:
         image_set = ImageSet.load(images, workdir)
@@ -121,13 +120,12 @@ def export_cmd(
         index = ReviewIndex(wd)
         labels = {r["image_id"]: index.label(run_id, r["image_id"]) for r in index.rows(run_id)} if run_id else {}
         tasks = export_tasks(image_set, AnnotationStore(wd).rows(), labels, url_prefix)
-    except ValueError as err:
+        write_text_atomic(json.dumps(tasks, indent=1, default=str), out)
+        if label_config:
+            write_text_atomic(LABEL_CONFIG, label_config)
+    except (ValueError, OSError) as err:
         _fail(str(err))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(tasks, indent=1, default=str))
-    if label_config:
-        label_config.write_text(LABEL_CONFIG)
-    console.print(f"wrote {len(tasks)} tasks to {out}")
+    say(f"wrote {len(tasks)} tasks to {out}")
 
 
 @annotations_app.command("import")
@@ -146,8 +144,8 @@ def import_cmd(
         _fail(str(err))
     path = AnnotationStore(workdir, refresh_catalog=True).append(found, skip_existing=True)
     for problem in problems[:20]:
-        console.print(f"[yellow]skipped:[/yellow] {problem}")
-    console.print(f"imported {len(found)} annotations ({'new file ' + path.name if path else 'all already present'}); "
+        say_labelled("skipped:", problem, "yellow")
+    say(f"imported {len(found)} annotations ({'new file ' + path.name if path else 'all already present'}); "
                   f"{len(problems)} problems")
 
 
@@ -169,7 +167,7 @@ def compact_cmd(workdir: WorkdirOpt = Path("data")) -> None:
     from engine.annotations import AnnotationStore
 
     result = AnnotationStore(workdir, refresh_catalog=True).compact()
-    console.print(f"merged {result.files} files ({result.rows} rows) into {result.merged}" if result.merged else "nothing to compact")
+    say(f"merged {result.files} files ({result.rows} rows) into {result.merged}" if result.merged else "nothing to compact")
 
 
 @annotations_app.command("simulate")
@@ -185,7 +183,7 @@ def simulate_cmd(
     except ValueError as err:
         _fail(str(err))
     note = "SIMULATED annotator: '<colour> <shape>' from meta.json of the generated sample set; not human texts"
-    console.print(f"wrote {len(rows)} simulated texts to {write_texts_jsonl(rows, out, note)}")
+    say(f"wrote {len(rows)} simulated texts to {write_texts_jsonl(rows, out, note)}")
 
 
 @annotations_app.command("relabel-queue")
@@ -224,7 +222,7 @@ def finetune_captioner(
         _fail(str(err))
     summary = {k: result[k] for k in ("before", "after", "train_loss_first", "train_loss_last", "reused")}
     console.print_json(json.dumps(summary))
-    console.print(f"checkpoint: {result['out_dir']}  metrics: {metrics}")
+    say(f"checkpoint: {result['out_dir']}  metrics: {metrics}")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+from sodforge.output import console, err_console, fail, literal, say, say_labelled
 
 ParamsOpt = Annotated[Path | None, typer.Option(help="params.yaml to read the 'evaluate' section from "
                                                      "(default: ./params.yaml if present).")]
@@ -27,9 +25,7 @@ JsonOpt = Annotated[Path | None, typer.Option("--json", help="Metrics JSON to wr
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder for table.md, curves (PNG + CSV), overlays, details.")]
 
 
-def _fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+_fail = fail
 
 
 def _setup_logging() -> None:
@@ -54,7 +50,9 @@ def _params(params: Path | None, missing: str | None, worst: int | None):
 def _show(reports, method: str, written: dict[str, str]) -> None:
     from engine.metrics import COUNT_KEYS, METRIC_KEYS, metrics_block
 
-    table = Table("measure", *(r.name for r in reports), title=f"evaluation: {method}")
+    table = Table("measure", title=literal(f"evaluation: {method}"))
+    for report in reports:
+        table.add_column(literal(report.name))
     blocks = [metrics_block(r) for r in reports]
     for key in METRIC_KEYS:
         table.add_row(key, *("-" if b[key] is None else f"{b[key]:.4f}" for b in blocks))
@@ -64,10 +62,10 @@ def _show(reports, method: str, written: dict[str, str]) -> None:
     for report in reports:
         gaps = len(report.empty_predictions) + len(report.skipped)
         if gaps:
-            console.print(f"[yellow]{report.name}: {len(report.empty_predictions)} scored as empty maps, "
-                          f"{len(report.skipped)} skipped[/yellow] (see details.json)")
+            say_labelled(f"{report.name}:", f"{len(report.empty_predictions)} scored as empty maps, "
+                         f"{len(report.skipped)} skipped (see details.json)", "yellow")
     for kind, path in written.items():
-        console.print(f"{kind:12s} {path}")
+        say(f"{kind:12s} {path}")
 
 
 def evaluate(

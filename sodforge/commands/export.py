@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+from sodforge.output import err_console, fail, say, say_labelled
 
 
 class ExportFormat(StrEnum):
@@ -28,7 +26,8 @@ def export(
     where: Annotated[str | None, typer.Option(help="SQL condition on the catalog's label_quality view (+ mask_rle), e.g. "
                                                    "\"quality_score >= 0.5 AND status = 'ok'\" (default: status = 'ok').")] = None,
     run: Annotated[str | None, typer.Option(help="Labelling run id (default: the newest).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out (only once the new one is "
+                                                 "complete: a killed export keeps the earlier one).")] = False,
 ) -> None:
     """Export the labels of one labelling run, filtered with SQL, for use outside sodforge."""
     from rich.logging import RichHandler
@@ -41,15 +40,13 @@ def export(
         logger.setLevel(logging.INFO)
     try:
         result = EXPORTERS[format.value](workdir, out, where=where, run_id=run, overwrite=overwrite)
-    except ValueError as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
-    console.print(f"exported {result.exported} of {result.selected} labels of run {result.run_id} "
-                  f"({result.where}) as {result.format} to {result.out}")
+    except (ValueError, OSError) as err:  # bad input, or a failed write (named); an earlier export is kept
+        fail(err)
+    say(result.summary())
     if result.skipped:
-        console.print(f"[yellow]{len(result.skipped)} skipped[/yellow] (reasons in {Path(result.out) / 'export.json'})")
+        say_labelled(f"{len(result.skipped)} skipped", f"(reasons in {Path(result.out) / 'export.json'})", "yellow")
     if result.reencoded:
-        console.print(f"{result.reencoded} images re-encoded (EXIF rotation or format); the rest copied byte for byte")
+        say(f"{result.reencoded} images re-encoded (EXIF rotation or format); the rest copied byte for byte")
 
 
 def register(app: typer.Typer) -> None:

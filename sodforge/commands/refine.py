@@ -7,14 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from sodforge.output import console, fail
 
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+_fail = fail
 
 
 def _overrides(backbone: str | None, size: int | None, sce_epochs: int | None, epochs: int | None,
@@ -57,11 +53,12 @@ def register(app: typer.Typer) -> None:
                 overrides=_overrides(backbone, size, sce_epochs, epochs, device, init),
                 build_catalog=catalog, record_run=record_run,
             )
-        except ValueError as err:
+            if json_out is not None:
+                from engine.storage import write_text_atomic
+
+                write_text_atomic(json.dumps(summary, indent=1), json_out)
+        except (ValueError, OSError) as err:  # bad input, or a failed write (the message names the file)
             _fail(str(err))
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(summary, indent=1))
         console.print_json(json.dumps(summary))
 
     @app.command()

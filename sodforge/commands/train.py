@@ -6,17 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+from sodforge.output import fail, say, say_labelled
 
 ParamsOpt = Annotated[Path | None, typer.Option(help="params.yaml with a 'train' section (default: ./params.yaml if present).")]
 
 
-def _fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+_fail = fail
 
 
 def _params_path(params: Path | None) -> Path | None:
@@ -76,8 +72,8 @@ def train(
     except ValueError as err:
         _fail(str(err))
     mae = summary.get("val_mae")
-    console.print(f"model {summary['model']}: {summary['epochs_run']} epochs run (resumed after {summary['resumed_from']}), "
-                  f"held-out MAE {'-' if mae is None else f'{mae:.4f}'} at training size, {summary['seconds']} s")
+    say(f"model {summary['model']}: {summary['epochs_run']} epochs run (resumed after {summary['resumed_from']}), "
+        f"held-out MAE {'-' if mae is None else f'{mae:.4f}'} at training size, {summary['seconds']} s")
 
 
 def predict(
@@ -107,12 +103,12 @@ def predict(
             if labels is None:
                 _fail("--masks-out needs --labels")
             count = write_split_masks(labels, masks_out, split, settings.val_fraction, settings.seed, run_id)
-            console.print(f"wrote {count} {split} label masks to {masks_out}")
+            say(f"wrote {count} {split} label masks to {masks_out}")
     except ValueError as err:
         _fail(str(err))
-    console.print(f"wrote {result.written} saliency maps to {result.out_dir}")
+    say(f"wrote {result.written} saliency maps to {result.out_dir}")
     for error in result.errors:
-        console.print(f"[yellow]skipped[/yellow] {error}")
+        say_labelled("skipped", error, "yellow")
 
 
 def import_masks(
@@ -128,7 +124,7 @@ def import_masks(
         result = import_mask_folder(images, out, masks, shard_size)
     except ValueError as err:
         _fail(str(err))
-    console.print(f"run {result.run_id}: {result.counts} in {len(result.shard_paths)} shards under {result.run_dir}")
+    say(f"run {result.run_id}: {result.counts} in {len(result.shard_paths)} shards under {result.run_dir}")
 
 
 def register(app: typer.Typer) -> None:
