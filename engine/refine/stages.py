@@ -3,8 +3,13 @@
 1. :func:`run_cue_stage`: train the SCE with PCL-SD, write ``sce.pt`` and the cue labels ``cues.u8``.
 2. :func:`run_detector_stage`: initial labels (source masks, or cues where there is none / when
    ``init: cues``) into ``labels-init.u8``; copy to ``labels.u8``; train the detector with SPR
-   rewriting ``labels.u8``; write ``detector.pt``.
-3. :func:`write_refined_shard`: one source label shard -> one refined shard (atomic, fingerprinted).
+   rewriting ``labels.u8`` on the training images (the held-out ones never train it); write
+   ``detector.pt``.
+3. :func:`run_gate_stage`: the self-check on the held-out images (:mod:`engine.refine.gate`); writes
+   ``gate.json`` (the decision and its figures) and the held-out images' refined labels.
+4. :func:`write_refined_shard`: one source label shard -> one refined shard (atomic, fingerprinted):
+   refined masks applied to the source at full resolution (:mod:`engine.refine.update`) when the gate
+   passed, the source labels otherwise.
 
 A stage whose ``<stage>.done`` marker exists is skipped (resume); the run id already pins inputs and
 parameters.
@@ -19,13 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.images import read_rgb
 from engine.refine.data import make_loader, resize_mask, resolve_device, upsample_label
+from engine.refine.gate import ProbeResult, ProbeSample, decide, probe_sample, summarize_probe
 from engine.refine.models import build_cue_extractor, build_detector
 from engine.refine.par import PixelAdaptiveRefiner
-from engine.refine.plan import RefinePlan, load_items, load_plan, refine_items
+from engine.refine.plan import RefinePlan, load_items, load_plan, refine_items, row_image_id, row_status
 from engine.refine.records import refined_row, refined_table, source_mask
 from engine.refine.spr import LabelBank
 from engine.refine.train import train_cue_extractor, train_detector, write_cue_labels
+from engine.refine.update import ACTIONS, update_label
 from engine.storage import fingerprint, read_fingerprint, read_table, shard_is_current, write_table_atomic
 
 
@@ -109,8 +117,10 @@ def run_detector_stage(run_dir: str | Path, log=print) -> Path:
     generator = seed_everything(params.seed + 1)
     bank = _initial_labels(plan).copy_to(bank_path)
     model = build_detector(params.backbone, params.checkpoint)
-    loader = make_loader(refine_items(plan), params.size, params.batch_size, params.num_workers, shuffle=True,
-                         seed=params.seed)
+    items = refine_items(plan, holdout=False)
+    if not items:
+        raise ValueError(f"{plan.source_dir}: no images left to train the detector on after the held-out split")
+    loader = make_loader(items, params.size, params.batch_size, params.num_workers, shuffle=True, seed=params.seed)
     history = train_detector(model, loader, bank, params, device, generator=generator,
                              on_epoch=lambda e, s: log(f"detector epoch {e}: loss {s['loss']:.4f}, "
                                                        f"{s['spr_updates']} labels rectified"))
@@ -119,8 +129,114 @@ def run_detector_stage(run_dir: str | Path, log=print) -> Path:
     return bank_path
 
 
+def spr_round_count(params) -> int:
+    """How many times SPR rewrote a training label (once per epoch from ``start_epoch``)."""
+    return max(0, params.detector.epochs - params.spr.start_epoch) if params.spr.enabled else 0
+
+
+def _load_detector(plan: RefinePlan, device: torch.device) -> torch.nn.Module:
+    model = build_detector(plan.params.backbone, None)
+    model.load_state_dict(torch.load(plan.path("detector.pt"), map_location="cpu", weights_only=True)["state_dict"])
+    return model.to(device).eval()
+
+
+def _probe_samples(plan: RefinePlan, device: torch.device):
+    """Yield ``(index, ProbeSample)`` for every held-out image (detector prediction at training size)."""
+    params = plan.params
+    rows = {r["index"]: r for r in load_items(plan) if r["holdout"] and r["mask_rle"]}
+    items = [i for i in refine_items(plan, holdout=True) if i.index in rows]
+    if not items:
+        return
+    model, refiner = _load_detector(plan, device), PixelAdaptiveRefiner.from_params(params.par).to(device)
+    cues = LabelBank.open(plan.path("cues.u8"), plan.count, params.size) if params.init == "cues" else None
+    loader = make_loader(items, params.size, params.batch_size, params.num_workers)
+    for batch in loader:
+        images = batch["image"].to(device)
+        with torch.no_grad():
+            probs = torch.sigmoid(model(images, batch["second"].to(device)))
+            r_pri = refiner(images, probs)
+        for j, index in enumerate(batch["index"].tolist()):
+            row = rows[index]
+            start = cues.array[index] / 255.0 if cues is not None else None
+            image = read_rgb(row["path"]) if params.update.guide else None
+            yield index, ProbeSample(source_mask(row), image, probs[j, 0].cpu().numpy(), r_pri[j, 0].cpu().numpy(),
+                                     None if start is None else start.astype(np.float32))
+
+
+def run_gate_stage(run_dir: str | Path, log=print) -> dict:
+    """Stage 3: probe the trained refinement on the held-out images and decide; returns ``gate.json``."""
+    plan = load_plan(run_dir)
+    path = plan.path("gate.json")
+    if _done(plan, "gate") and path.is_file():
+        return json.loads(path.read_text())
+    params, device = plan.params, configure_torch(plan.params)
+    if not params.gate.enabled:
+        gate = {"passed": None, "decision": "unverified", "checks": {}, "probe": None,
+                "reason": "refine.gate.enabled is false: refined labels were written without checking them"}
+    else:
+        bank = LabelBank.open(plan.path("labels.u8"), plan.count, params.size, writable=True)
+        result, rng, rounds = ProbeResult(), np.random.default_rng(params.seed), spr_round_count(params)
+        for n, (index, sample) in enumerate(_probe_samples(plan, device)):
+            soft = probe_sample(sample, n, rng, params.gate, params.spr.weights, rounds, params.update, params.par, result)
+            bank.set([index], torch.from_numpy(soft)[None, None])
+        bank.flush()
+        probe = summarize_probe(result)
+        gate = {**decide(probe, params.gate), "probe": probe, "spr_rounds": rounds}
+    gate["pretrained_backbone"] = params.checkpoint is not None
+    log(f"refinement gate: {gate['decision']}: {gate['reason']}")
+    path.write_text(json.dumps(gate, indent=1))
+    _history(plan, "gate", [])
+    return gate
+
+
 def shard_output_fingerprint(plan: RefinePlan, source_shard: str | Path) -> str:
     return fingerprint(read_fingerprint(source_shard), plan.run_id)
+
+
+def load_gate(plan: RefinePlan) -> dict:
+    path = plan.path("gate.json")
+    if not path.is_file():
+        raise ValueError(f"{path}: the gate stage has not run; run it before writing refined shards")
+    return json.loads(path.read_text())
+
+
+def _copied_reason(row: dict, plan: RefinePlan) -> str | None:
+    image_id = row.get("image_id")
+    if image_id in plan.skipped:
+        return plan.skipped[image_id]
+    if row_status(row) == "error":
+        return "source row has status error"
+    if not row.get("mask_rle"):
+        return "source has no mask: nothing to refine"
+    return None
+
+
+def _refine_rows(plan: RefinePlan, source_shard: str | Path, gate: dict) -> list[dict]:
+    params = plan.params
+    labels = LabelBank.open(plan.path("labels.u8"), plan.count, params.size)
+    cues = LabelBank.open(plan.path("cues.u8"), plan.count, params.size)
+    index = {r["image_id"]: r["index"] for r in load_items(plan, ["image_id", "index", "shard"])
+             if r["shard"] == Path(source_shard).stem}
+    apply = gate["decision"] in ("refined", "unverified")
+    rows = []
+    for row in read_table(source_shard).to_pylist():
+        row.setdefault("shard", Path(source_shard).stem)
+        i = index.get(row.get("image_id") or row_image_id(row))
+        source = source_mask(row)
+        if i is None or source is None:
+            rows.append(refined_row(row, plan.run_id, plan.source_run, None, None, "copied", _copied_reason(row, plan)))
+            continue
+        size_hw = (row["height"], row["width"])
+        cue = upsample_label(cues.array[i] / 255.0, size_hw) > 0.5
+        if not apply:
+            rows.append(refined_row(row, plan.run_id, plan.source_run, None, cue, "kept_source",
+                                    "refinement run did not pass its check: " + gate["reason"]))
+            continue
+        init = resize_mask(source, params.size)[0].numpy()
+        image = read_rgb(row["path"]) if params.update.guide else None
+        update = update_label(source, init, labels.array[i] / 255.0, image, params.update, params.par)
+        rows.append(refined_row(row, plan.run_id, plan.source_run, update, cue))
+    return rows
 
 
 def write_refined_shard(run_dir: str | Path, source_shard: str | Path) -> dict:
@@ -128,32 +244,25 @@ def write_refined_shard(run_dir: str | Path, source_shard: str | Path) -> dict:
     plan = load_plan(run_dir)
     out, expected = plan.out_path(source_shard), shard_output_fingerprint(plan, source_shard)
     if not shard_is_current(out, expected):
-        size, threshold = plan.params.size, plan.params.threshold
-        labels = LabelBank.open(plan.path("labels.u8"), plan.count, size)
-        cues = LabelBank.open(plan.path("cues.u8"), plan.count, size)
-        index = {r["image_id"]: r["index"] for r in load_items(plan, ["image_id", "index", "shard"])
-                 if r["shard"] == Path(source_shard).stem}
-        rows = []
-        for row in read_table(source_shard).to_pylist():
-            i = index.get(row["image_id"])
-            refined = cue = None
-            if i is not None:
-                size_hw = (row["height"], row["width"])
-                refined = upsample_label(labels.array[i] / 255.0, size_hw) > threshold
-                cue = upsample_label(cues.array[i] / 255.0, size_hw) > 0.5
-            rows.append(refined_row(row, plan.run_id, plan.source_run, refined, cue))
-        write_table_atomic(refined_table(rows), out, expected)
+        write_table_atomic(refined_table(_refine_rows(plan, source_shard, load_gate(plan))), out, expected)
     statuses = read_table(out).column("status").to_pylist()
     return {"path": str(out), "counts": {s: statuses.count(s) for s in set(statuses)}}
 
 
 def summarize_run(run_dir: str | Path) -> dict:
-    """Counts and mean quality columns of a finished run's refined shards (also ``summary.json``)."""
+    """Counts, the gate's decision and mean refinement columns of a finished run (also ``summary.json``).
+
+    ``labels_verified`` is True only when the gate passed: then ``labels_dir`` holds labels shown not
+    to be worse than the source; otherwise it holds the source labels (``decision: kept_source``) or
+    unchecked refined labels (``decision: unverified``, gate disabled).
+    """
     plan = load_plan(run_dir)
+    gate = load_gate(plan)
+    columns = ["status", "cue_agreement", "refine_change", "refine_action"]
     rows = []
     for shard in plan.source_shards:
-        rows.extend(read_table(plan.out_path(shard)).select(["status", "cue_agreement", "refine_change"]).to_pylist())
-    statuses = [r["status"] for r in rows]
+        rows.extend(read_table(plan.out_path(shard)).select(columns).to_pylist())
+    statuses, actions = [r["status"] for r in rows], [r["refine_action"] for r in rows]
 
     def mean(key: str) -> float | None:
         values = [r[key] for r in rows if r[key] is not None]
@@ -161,7 +270,10 @@ def summarize_run(run_dir: str | Path) -> dict:
 
     summary = {"run_id": plan.run_id, "source_run": plan.source_run, "images": len(rows),
                **{s: statuses.count(s) for s in ("ok", "no_object", "error")},
+               "decision": gate["decision"], "labels_verified": gate["passed"] is True, "reason": gate["reason"],
+               "actions": {a: actions.count(a) for a in ACTIONS if a in actions},
                "mean_cue_agreement": mean("cue_agreement"), "mean_refine_change": mean("refine_change"),
-               "labels_dir": str(plan.out_dir), "run_dir": plan.run_dir}
+               "probe": gate.get("probe"), "pretrained_backbone": gate.get("pretrained_backbone"),
+               "source_dir": plan.source_dir, "labels_dir": plan.out_dir, "run_dir": plan.run_dir}
     plan.path("summary.json").write_text(json.dumps(summary, indent=1))
     return summary
