@@ -135,9 +135,20 @@ def test_refine_flow_rerun_resumes_without_rewriting(refined):
     again = refine_labels.fn(workdir=str(wd.root), params_file=None, overrides=TINY, build_catalog=False)
     assert again["run_id"] == summary["run_id"] and [p.stat().st_mtime_ns for p in shards] == mtimes
     changed = refine_labels.fn(workdir=str(wd.root), params_file=None, build_catalog=False,
-                               overrides={**TINY, "spr": {"weights": [0.1, 0.7, 0.2], "start_epoch": 1}})
+                               overrides={**TINY, "spr": {"weights": [0.1, 0.7, 0.2], "start_epoch": 1},
+                                          "gate": {"enabled": False}})
     assert changed["run_id"] != summary["run_id"]  # new parameters, new version beside the old one
     assert len(list((wd.data / "labels_refined").glob("run=*"))) == 2
+    # without the check, refined labels are written but never passed off as verified
+    from flows.refine_labels import decision_message
+
+    assert changed["decision"] == "unverified" and changed["labels_verified"] is False and changed["probe"] is None
+    assert "WITHOUT a check" in decision_message(changed)
+    rows = [r for p in Path(changed["labels_dir"]).glob("*.parquet") for r in read_table(p).to_pylist()]
+    assert {r["refine_action"] for r in rows} <= {"refined", "unchanged", "kept_source", "copied"}
+    for row in rows:
+        if row["status"] == "ok":
+            assert 0.001 <= decode_rle(row["mask_rle"], (row["height"], row["width"])).mean() <= 0.95
 
 
 def test_transfer_flow_trains_only_the_adapter(refined, sample_set, tmp_path):

@@ -124,3 +124,21 @@ def test_bad_inputs_are_refused():
         confident_change(source, init, init[:8, :8], 0.2)
     with pytest.raises(ValueError, match="margin"):
         UpdateParams(margin=0.5)
+
+
+@pytest.mark.parametrize(("area_rows", "status", "action"), [(64, "no_object", "rejected"), (63, "ok", "kept_source")])
+def test_a_kept_source_mask_covering_the_image_is_not_written_as_ok(area_rows, status, action):
+    from engine.masks import encode_rle
+    from engine.refine.records import refined_row, reject_full_mask
+
+    mask = np.zeros((64, 64), bool)
+    mask[:area_rows] = True  # 100% of the image, or 98.4% (kept with max_area_frac 0.99)
+    row = {"image_id": "a", "path": "a.png", "status": "ok", "height": 64, "width": 64, "mask_rle": encode_rle(mask),
+           "mask_area_frac": None}
+    out = reject_full_mask(refined_row(row, "refine-x", "src", None, None, "kept_source", "gate failed"), 0.99)
+    assert (out["status"], out["refine_action"]) == (status, action)
+    if status == "no_object":
+        assert out["mask_rle"] is None
+        assert "covers 100.0% of the image" in out["error"] and out["error"] == out["refine_reason"]
+    else:
+        assert out["mask_rle"] == row["mask_rle"] and out["refine_reason"] == "gate failed"

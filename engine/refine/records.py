@@ -85,6 +85,26 @@ def refined_row(row: dict, run_id: str, source_run: str, update: LabelUpdate | N
     return out
 
 
+def reject_full_mask(out: dict, max_area_frac: float) -> dict:
+    """A refined row whose ``ok`` mask covers more than ``max_area_frac`` of the image becomes ``no_object``.
+
+    Refinement never writes such masks itself (:func:`engine.refine.update.update_label`), but a
+    kept or copied source mask can be one (tiny random segmenters do it); the new version does not
+    pass it off as a salient-object label. The mask is dropped and ``error`` / ``refine_reason`` say why.
+    """
+    if out.get("status") != "ok" or not out.get("mask_rle"):
+        return out
+    area = out.get("mask_area_frac")
+    if area is None:
+        area = mask_area_fraction(decode_rle(out["mask_rle"], (out["height"], out["width"])))
+    if area <= max_area_frac:
+        return out
+    reason = (f"the source mask covers {area:.1%} of the image (more than refine.update.max_area_frac "
+              f"{max_area_frac:.0%}): not a salient-object label")
+    return {**out, "status": "no_object", "error": reason, "mask_rle": None, "refine_action": "rejected",
+            "refine_reason": reason, "refine_change": out.get("refine_change")}
+
+
 def refined_table(rows: list[dict]) -> pa.Table:
     """Arrow table of refined rows with :data:`REFINED_LABEL_SCHEMA`."""
     return pa.Table.from_pylist([{f.name: r.get(f.name) for f in REFINED_LABEL_SCHEMA} for r in rows],

@@ -30,7 +30,7 @@ from engine.refine.gate import ProbeResult, ProbeSample, decide, probe_sample, s
 from engine.refine.models import build_cue_extractor, build_detector
 from engine.refine.par import PixelAdaptiveRefiner
 from engine.refine.plan import RefinePlan, load_items, load_plan, refine_items, row_image_id, row_status
-from engine.refine.records import refined_row, refined_table, source_mask
+from engine.refine.records import refined_row, refined_table, reject_full_mask, source_mask
 from engine.refine.spr import LabelBank
 from engine.refine.train import train_cue_extractor, train_detector, write_cue_labels
 from engine.refine.update import ACTIONS, update_label
@@ -224,19 +224,21 @@ def _refine_rows(plan: RefinePlan, source_shard: str | Path, gate: dict) -> list
         i = index.get(row.get("image_id") or row_image_id(row))
         source = source_mask(row)
         if i is None or source is None:
-            rows.append(refined_row(row, plan.run_id, plan.source_run, None, None, "copied", _copied_reason(row, plan)))
-            continue
-        size_hw = (row["height"], row["width"])
-        cue = upsample_label(cues.array[i] / 255.0, size_hw) > 0.5
-        if not apply:
-            rows.append(refined_row(row, plan.run_id, plan.source_run, None, cue, "kept_source",
-                                    "refinement run did not pass its check: " + gate["reason"]))
-            continue
-        init = resize_mask(source, params.size)[0].numpy()
-        image = read_rgb(row["path"]) if params.update.guide else None
-        update = update_label(source, init, labels.array[i] / 255.0, image, params.update, params.par)
-        rows.append(refined_row(row, plan.run_id, plan.source_run, update, cue))
+            out = refined_row(row, plan.run_id, plan.source_run, None, None, "copied", _copied_reason(row, plan))
+        elif not apply:
+            out = refined_row(row, plan.run_id, plan.source_run, None, _cue(cues, i, source.shape), "kept_source",
+                              "refinement run did not pass its check: " + gate["reason"])
+        else:
+            init = resize_mask(source, params.size)[0].numpy()
+            image = read_rgb(row["path"]) if params.update.guide else None
+            update = update_label(source, init, labels.array[i] / 255.0, image, params.update, params.par)
+            out = refined_row(row, plan.run_id, plan.source_run, update, _cue(cues, i, source.shape))
+        rows.append(reject_full_mask(out, params.update.max_area_frac))
     return rows
+
+
+def _cue(cues: LabelBank, index: int, size_hw: tuple[int, int]) -> np.ndarray:
+    return upsample_label(cues.array[index] / 255.0, size_hw) > 0.5
 
 
 def write_refined_shard(run_dir: str | Path, source_shard: str | Path) -> dict:

@@ -31,10 +31,12 @@ from engine.refine.data import upsample_label
 from engine.refine.par import pixel_adaptive_refine
 from engine.refine.params import PARParams, UpdateParams
 
-ACTIONS = ("refined", "unchanged", "kept_source", "copied")
+ACTIONS = ("refined", "unchanged", "kept_source", "copied", "rejected")
 """``refine_action`` values: ``refined`` (the mask changed), ``unchanged`` (refinement agreed with the
 source), ``kept_source`` (a change was refused: degenerate, too large, or the run's gate failed),
-``copied`` (nothing to refine: no source mask, or an image that could not be read)."""
+``copied`` (nothing to refine: no source mask, or an image that could not be read), ``rejected``
+(the source mask itself covers (nearly) the whole image: written as ``no_object``, see
+:func:`engine.refine.records.reject_full_mask`)."""
 
 
 @dataclass(frozen=True)
