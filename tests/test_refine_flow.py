@@ -113,7 +113,7 @@ def test_a_detector_that_learned_nothing_keeps_the_source_labels(refined):
 def test_refine_flow_records_the_run_and_catalogs_it(refined):
     wd, summary, _ = refined
     run_dir = Path(summary["run_dir"])
-    for name in ("plan.json", "params.yaml", "sce.pt", "detector.pt", "cues.u8", "labels-init.u8", "labels.u8",
+    for name in ("plan.json", "params.yaml", "sce.pt", "detector.pt", "cues.u8", "labels-init.u8", "labels.u8", "labels-final.u8",
                  "gate.json", "summary.json"):
         assert (run_dir / name).is_file(), name
     with duckdb.connect(summary["catalog"], read_only=True) as con:

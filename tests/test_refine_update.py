@@ -127,12 +127,13 @@ def test_bad_inputs_are_refused():
 
 
 @pytest.mark.parametrize(("area_rows", "status", "action"), [(64, "no_object", "rejected"), (63, "ok", "kept_source")])
+# 100% of the image, or 98.4% (kept with reject_source_above 0.99)
 def test_a_kept_source_mask_covering_the_image_is_not_written_as_ok(area_rows, status, action):
     from engine.masks import encode_rle
     from engine.refine.records import refined_row, reject_full_mask
 
     mask = np.zeros((64, 64), bool)
-    mask[:area_rows] = True  # 100% of the image, or 98.4% (kept with max_area_frac 0.99)
+    mask[:area_rows] = True
     row = {"image_id": "a", "path": "a.png", "status": "ok", "height": 64, "width": 64, "mask_rle": encode_rle(mask),
            "mask_area_frac": None}
     out = reject_full_mask(refined_row(row, "refine-x", "src", None, None, "kept_source", "gate failed"), 0.99)

@@ -7,9 +7,9 @@ trained on:
 
 1. **Held-out split.** :func:`holdout_ids` sets aside a stable fraction of the images (hash of seed
    and image id). The detector trains with SPR on the others only.
-2. **Probe.** For every held-out image, the trained detector's prediction ``P`` drives the same
-   update the training images' labels got (the SPR rule ``G <- l1 PAR(P) + l2 P + l3 G``, repeated
-   for as many rounds as SPR ran) followed by the same full-resolution, confidence-gated write-back
+2. **Probe.** For every held-out image, the trained detector's prediction ``P`` drives the update
+   every written label gets (the SPR rule ``G <- l1 PAR(P) + l2 P + l3 G``, repeated for as many
+   rounds as SPR ran in training) followed by the full-resolution, confidence-gated write-back
    (:func:`engine.refine.update.update_label`). It is applied to
    (a) a corrupted copy of the source label (:mod:`engine.refine.corruptions`: boxes, missing parts,
        extra regions, loose and tight outlines, holes; one kind per image, cycled), and
@@ -35,9 +35,9 @@ aimed at errors rather than noise. Without ground truth no check can tell a corr
 source's own errors from damage to a right label (both move the label by the same amount), so the
 drift cap has to be paid by corrections too: with the default 0.3% the run may fix the gross
 failures of a few labels, not rewrite a whole noisy set. Raise ``max_clean_drift`` when the source is
-known to be noisy; the summary then states the larger worst case. The held-out predictions come from
-a model that never saw those images, which is harder than (so, if anything, pessimistic for) the
-training images whose labels are written.
+known to be noisy; the summary then states the larger worst case. Every image's written label comes
+from the same operator (the final detector's prediction, the SPR rule, the write-back); held-out
+images differ only in that the detector never saw them, which if anything makes the check harder.
 """
 
 from __future__ import annotations

@@ -102,7 +102,8 @@ class UpdateParams:
     only where it is large (``|refined - init| > 0.5 + margin``), so resampling alone never changes
     a mask. Changed regions are snapped to the image's edges by the pixel-adaptive refiner at full
     resolution (``guide``). A label whose change exceeds ``max_change`` of its pixels, or whose result
-    is (nearly) empty or (nearly) the whole image, keeps its source mask (``refine_action``).
+    is (nearly) empty or (nearly) the whole image, keeps its source mask (``refine_action``). A source
+    mask that itself covers more than ``reject_source_above`` of the image is written as ``no_object``.
     """
 
     margin: float = 0.2  # confidence margin; 0 = any crossing of 0.5 changes the pixel
@@ -111,14 +112,15 @@ class UpdateParams:
     max_change: float = 0.25  # per label: at most this fraction of the image's pixels may change
     min_area_frac: float = 0.001  # refined masks smaller than this: degenerate, keep the source
     max_area_frac: float = 0.95  # refined masks larger than this: degenerate, keep the source
+    reject_source_above: float = 0.999  # a kept/copied source mask covering more: written as no_object
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 0.5:
             raise ValueError(f"refine.update: margin must be in [0, 0.5), got {self.margin}")
         if not 0 < self.max_change <= 1 or self.guide_max_side < 32:
             raise ValueError("refine.update: max_change in (0, 1] and guide_max_side >= 32 required")
-        if not 0 <= self.min_area_frac < self.max_area_frac <= 1:
-            raise ValueError("refine.update: 0 <= min_area_frac < max_area_frac <= 1 required")
+        if not 0 <= self.min_area_frac < self.max_area_frac <= 1 or not 0 < self.reject_source_above <= 1:
+            raise ValueError("refine.update: 0 <= min_area_frac < max_area_frac <= 1, reject_source_above in (0, 1] required")
 
 
 @dataclass(frozen=True)

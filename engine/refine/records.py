@@ -85,8 +85,8 @@ def refined_row(row: dict, run_id: str, source_run: str, update: LabelUpdate | N
     return out
 
 
-def reject_full_mask(out: dict, max_area_frac: float) -> dict:
-    """A refined row whose ``ok`` mask covers more than ``max_area_frac`` of the image becomes ``no_object``.
+def reject_full_mask(out: dict, limit: float) -> dict:
+    """A refined row whose ``ok`` mask covers more than ``limit`` of the image becomes ``no_object``.
 
     Refinement never writes such masks itself (:func:`engine.refine.update.update_label`), but a
     kept or copied source mask can be one (tiny random segmenters do it); the new version does not
@@ -97,10 +97,10 @@ def reject_full_mask(out: dict, max_area_frac: float) -> dict:
     area = out.get("mask_area_frac")
     if area is None:
         area = mask_area_fraction(decode_rle(out["mask_rle"], (out["height"], out["width"])))
-    if area <= max_area_frac:
+    if area <= limit:
         return out
-    reason = (f"the source mask covers {area:.1%} of the image (more than refine.update.max_area_frac "
-              f"{max_area_frac:.0%}): not a salient-object label")
+    reason = (f"the source mask covers {area:.1%} of the image (more than refine.update.reject_source_above "
+              f"{limit:.1%}): not a salient-object label")
     return {**out, "status": "no_object", "error": reason, "mask_rle": None, "refine_action": "rejected",
             "refine_reason": reason, "refine_change": out.get("refine_change")}
 

@@ -5,10 +5,11 @@
    ``init: cues``) into ``labels-init.u8``; copy to ``labels.u8``; train the detector with SPR
    rewriting ``labels.u8`` on the training images (the held-out ones never train it); write
    ``detector.pt``.
-3. :func:`run_gate_stage`: the self-check on the held-out images (:mod:`engine.refine.gate`); writes
-   ``gate.json`` (the decision and its figures) and the held-out images' refined labels.
+3. :func:`run_gate_stage`: every image's final refined label (``labels-final.u8``: the trained
+   detector's prediction + the SPR rule, one operator for all images) and the self-check on the
+   held-out images (:mod:`engine.refine.gate`); writes ``gate.json`` (the decision and its figures).
 4. :func:`write_refined_shard`: one source label shard -> one refined shard (atomic, fingerprinted):
-   refined masks applied to the source at full resolution (:mod:`engine.refine.update`) when the gate
+   final labels applied to the source at full resolution (:mod:`engine.refine.update`) when the gate
    passed, the source labels otherwise.
 
 A stage whose ``<stage>.done`` marker exists is skipped (resume); the run id already pins inputs and
@@ -26,7 +27,7 @@ import torch
 
 from engine.images import read_rgb
 from engine.refine.data import make_loader, resize_mask, resolve_device, upsample_label
-from engine.refine.gate import ProbeResult, ProbeSample, decide, probe_sample, summarize_probe
+from engine.refine.gate import ProbeResult, ProbeSample, decide, probe_sample, spr_rounds, summarize_probe
 from engine.refine.models import build_cue_extractor, build_detector
 from engine.refine.par import PixelAdaptiveRefiner
 from engine.refine.plan import RefinePlan, load_items, load_plan, refine_items, row_image_id, row_status
@@ -140,49 +141,61 @@ def _load_detector(plan: RefinePlan, device: torch.device) -> torch.nn.Module:
     return model.to(device).eval()
 
 
-def _probe_samples(plan: RefinePlan, device: torch.device):
-    """Yield ``(index, ProbeSample)`` for every held-out image (detector prediction at training size)."""
+def _predictions(plan: RefinePlan, device: torch.device):
+    """Yield ``(indices, probs, r_pri)`` per batch over every image, in index order: the trained
+    detector's prediction and its pixel-adaptive refinement, both ``(B, 1, S, S)`` in [0, 1] on CPU."""
     params = plan.params
-    rows = {r["index"]: r for r in load_items(plan) if r["holdout"] and r["mask_rle"]}
-    items = [i for i in refine_items(plan, holdout=True) if i.index in rows]
-    if not items:
-        return
     model, refiner = _load_detector(plan, device), PixelAdaptiveRefiner.from_params(params.par).to(device)
-    cues = LabelBank.open(plan.path("cues.u8"), plan.count, params.size) if params.init == "cues" else None
-    loader = make_loader(items, params.size, params.batch_size, params.num_workers)
-    for batch in loader:
+    for batch in make_loader(refine_items(plan), params.size, params.batch_size, params.num_workers):
         images = batch["image"].to(device)
         with torch.no_grad():
             probs = torch.sigmoid(model(images, batch["second"].to(device)))
             r_pri = refiner(images, probs)
-        for j, index in enumerate(batch["index"].tolist()):
-            row = rows[index]
-            start = cues.array[index] / 255.0 if cues is not None else None
-            image = read_rgb(row["path"]) if params.update.guide else None
-            yield index, ProbeSample(source_mask(row), image, probs[j, 0].cpu().numpy(), r_pri[j, 0].cpu().numpy(),
-                                     None if start is None else start.astype(np.float32))
+        yield batch["index"].tolist(), probs.cpu(), r_pri.cpu()
+
+
+def _probe_one(plan: RefinePlan, row: dict, probs: torch.Tensor, r_pri: torch.Tensor, start: torch.Tensor,
+               n: int, rng: np.random.Generator, result: ProbeResult) -> None:
+    params = plan.params
+    image = read_rgb(row["path"]) if params.update.guide else None
+    sample = ProbeSample(source_mask(row), image, probs[0].numpy(), r_pri[0].numpy(),
+                         start[0].numpy() if params.init == "cues" else None)
+    probe_sample(sample, n, rng, params.gate, params.spr.weights, spr_round_count(params), params.update, params.par,
+                 result)
 
 
 def run_gate_stage(run_dir: str | Path, log=print) -> dict:
-    """Stage 3: probe the trained refinement on the held-out images and decide; returns ``gate.json``."""
+    """Stage 3: every image's final refined label, and the held-out check; returns ``gate.json``.
+
+    Final labels (``labels-final.u8``) come from one operator for every image: the trained
+    detector's prediction and the SPR rule, repeated for as many rounds as SPR ran in training,
+    started from the initial label. The probe (:mod:`engine.refine.gate`) applies that same operator
+    and the full-resolution write-back to the held-out images, which the detector never saw.
+    """
     plan = load_plan(run_dir)
     path = plan.path("gate.json")
     if _done(plan, "gate") and path.is_file():
         return json.loads(path.read_text())
     params, device = plan.params, configure_torch(plan.params)
+    rows = {r["index"]: r for r in load_items(plan)}
+    init = LabelBank.open(plan.path("labels-init.u8"), plan.count, params.size)
+    final = LabelBank(plan.path("labels-final.u8"), plan.count, params.size)
+    result, rng, rounds, probed = ProbeResult(), np.random.default_rng(params.seed), spr_round_count(params), 0
+    for indices, probs, r_pri in _predictions(plan, device):
+        start = init.get(indices)
+        final.set(indices, spr_rounds(r_pri, probs, start, params.spr.weights, rounds))
+        for j, index in enumerate(indices):
+            if params.gate.enabled and rows[index]["holdout"] and rows[index]["mask_rle"]:
+                _probe_one(plan, rows[index], probs[j], r_pri[j], start[j], probed, rng, result)
+                probed += 1
+    final.flush()
     if not params.gate.enabled:
         gate = {"passed": None, "decision": "unverified", "checks": {}, "probe": None,
                 "reason": "refine.gate.enabled is false: refined labels were written without checking them"}
     else:
-        bank = LabelBank.open(plan.path("labels.u8"), plan.count, params.size, writable=True)
-        result, rng, rounds = ProbeResult(), np.random.default_rng(params.seed), spr_round_count(params)
-        for n, (index, sample) in enumerate(_probe_samples(plan, device)):
-            soft = probe_sample(sample, n, rng, params.gate, params.spr.weights, rounds, params.update, params.par, result)
-            bank.set([index], torch.from_numpy(soft)[None, None])
-        bank.flush()
         probe = summarize_probe(result)
-        gate = {**decide(probe, params.gate), "probe": probe, "spr_rounds": rounds}
-    gate["pretrained_backbone"] = params.checkpoint is not None
+        gate = {**decide(probe, params.gate), "probe": probe}
+    gate.update(spr_rounds=rounds, pretrained_backbone=params.checkpoint is not None)
     log(f"refinement gate: {gate['decision']}: {gate['reason']}")
     path.write_text(json.dumps(gate, indent=1))
     _history(plan, "gate", [])
@@ -213,7 +226,7 @@ def _copied_reason(row: dict, plan: RefinePlan) -> str | None:
 
 def _refine_rows(plan: RefinePlan, source_shard: str | Path, gate: dict) -> list[dict]:
     params = plan.params
-    labels = LabelBank.open(plan.path("labels.u8"), plan.count, params.size)
+    labels = LabelBank.open(plan.path("labels-final.u8"), plan.count, params.size)
     cues = LabelBank.open(plan.path("cues.u8"), plan.count, params.size)
     index = {r["image_id"]: r["index"] for r in load_items(plan, ["image_id", "index", "shard"])
              if r["shard"] == Path(source_shard).stem}
@@ -233,7 +246,7 @@ def _refine_rows(plan: RefinePlan, source_shard: str | Path, gate: dict) -> list
             image = read_rgb(row["path"]) if params.update.guide else None
             update = update_label(source, init, labels.array[i] / 255.0, image, params.update, params.par)
             out = refined_row(row, plan.run_id, plan.source_run, update, _cue(cues, i, source.shape))
-        rows.append(reject_full_mask(out, params.update.max_area_frac))
+        rows.append(reject_full_mask(out, params.update.reject_source_above))
     return rows
 
 
