@@ -120,7 +120,7 @@ def decision_message(summary: dict[str, Any]) -> str:
         return f"refined labels verified and written to {summary['labels_dir']}: {summary['reason']}"
     if summary["decision"] == "unverified":
         return f"refined labels written to {summary['labels_dir']} WITHOUT a check: {summary['reason']}"
-    return f"SOURCE LABELS KEPT (copied to {summary['labels_dir']}): {summary['reason']}"
+    return f"SOURCE LABELS KEPT (copied to {summary['labels_dir']}): {summary['reason'].removeprefix('source labels kept: ')}"
 
 
 def report_decision(summary: dict[str, Any]) -> None:

@@ -254,9 +254,10 @@ def load_plan(run_dir: str | Path) -> RefinePlan:
     return RefinePlan(**{**data, "source_shards": tuple(data["source_shards"]), "params": params})
 
 
-def load_items(plan: RefinePlan, columns: list[str] | None = None) -> list[dict]:
-    """The plan's item rows (``index`` order)."""
-    return pq.read_table(plan.path("items.parquet"), columns=columns).to_pylist()
+def load_items(plan: RefinePlan, columns: list[str] | None = None, holdout: bool | None = None) -> list[dict]:
+    """The plan's item rows (``index`` order); ``holdout`` True / False: only the held-out / training ones."""
+    filters = [("holdout", "=", holdout)] if holdout is not None else None
+    return pq.read_table(plan.path("items.parquet"), columns=columns, filters=filters).to_pylist()
 
 
 def refine_items(plan: RefinePlan, holdout: bool | None = None) -> list[RefineItem]:

@@ -177,7 +177,7 @@ def run_gate_stage(run_dir: str | Path, log=print) -> dict:
     if _done(plan, "gate") and path.is_file():
         return json.loads(path.read_text())
     params, device = plan.params, configure_torch(plan.params)
-    rows = {r["index"]: r for r in load_items(plan)}
+    held = {r["index"]: r for r in load_items(plan, holdout=True)}  # only these rows: memory stays bounded
     init = LabelBank.open(plan.path("labels-init.u8"), plan.count, params.size)
     final = LabelBank(plan.path("labels-final.u8"), plan.count, params.size)
     result, rng, rounds, probed = ProbeResult(), np.random.default_rng(params.seed), spr_round_count(params), 0
@@ -185,8 +185,8 @@ def run_gate_stage(run_dir: str | Path, log=print) -> dict:
         start = init.get(indices)
         final.set(indices, spr_rounds(r_pri, probs, start, params.spr.weights, rounds))
         for j, index in enumerate(indices):
-            if params.gate.enabled and rows[index]["holdout"] and rows[index]["mask_rle"]:
-                _probe_one(plan, rows[index], probs[j], r_pri[j], start[j], probed, rng, result)
+            if params.gate.enabled and index in held and held[index]["mask_rle"]:
+                _probe_one(plan, held[index], probs[j], r_pri[j], start[j], probed, rng, result)
                 probed += 1
     final.flush()
     if not params.gate.enabled:
