@@ -75,15 +75,16 @@ def test_a_detector_that_knows_the_objects_passes_the_gate():
 
 def test_a_detector_that_learned_nothing_fails_and_says_why():
     probe = _probe(_learned_nothing)
-    assert probe["repair"] < 0.3 and probe["clean_drift"] > 0.003
+    assert probe["repair"] < 0.3 and probe["repair_to_source"] < 0 and probe["clean_drift"] > 0.003
     decision = decide(probe, GateParams(holdout_min=8))
     assert not decision["passed"] and decision["decision"] == "kept_source"
     assert "source labels kept" in decision["reason"] and "max_clean_drift" in decision["reason"]
 
 
-def _summary(repair=0.6, drift=0.001, images=20, kinds=None) -> dict:
+def _summary(repair=0.6, drift=0.001, images=20, kinds=None, to_source=None) -> dict:
     kinds = kinds or {"box": 0.7, "holes": 0.2}
     return {"images": images, "repair": repair, "clean_drift": drift, "corrupted_mae_before": 0.1,
+            "repair_to_source": repair if to_source is None else to_source,
             "corrupted_mae_after": 0.1 * (1 - repair),
             "per_kind": {k: {"images": 10, "before": 0.1, "after": 0.1 * (1 - r), "repair": r} for k, r in kinds.items()}}
 
@@ -96,6 +97,8 @@ def _summary(repair=0.6, drift=0.001, images=20, kinds=None) -> dict:
         (_summary(drift=0.02), False, "changed 2.00% of the pixels"),
         (_summary(kinds={"box": 0.9, "erode": -0.4}), False, "did not repair erode (-40.0%)"),
         (_summary(images=3), False, "only 3 held-out images"),
+        # a refiner that ignores the labels: C and S end at the same place, far from the source
+        (_summary(repair=0.95, to_source=-0.6), False, "ended 60.0% farther from their source"),
     ],
 )
 def test_decision_table(summary, passed, in_reason):

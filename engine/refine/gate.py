@@ -20,8 +20,12 @@ trained on:
      against ``refine(S)`` rather than ``S`` keeps the source's own errors from hiding a repair (a
      perfect refiner on noisy labels takes both ``C`` and ``S`` to the truth: repair 1). It must be
      at least ``min_repair`` overall and at least ``min_kind_repair`` for every corruption kind.
-     A detector that learned nothing cannot pass it: its changes do not depend on where the
-     corruption is, so they remove only as much of it as they touch by chance.
+     A detector that learned nothing fails it when its changes depend on the label (they remove
+     only as much of a corruption as they touch by chance); one that ignores the label maps ``C``
+     and ``S`` alike and would pass, which the next two checks catch.
+   - *Repair toward the source*: ``1 - MAE(refine(C), S) / MAE(C, S)`` must be at least
+     ``min_repair_to_source``: a refined corrupted copy must not end farther from the source than
+     it began (a refiner that ignores the labels ends wherever its predictions are).
    - *Clean drift*: ``MAE(refine(S), S)``, how much refinement changes the source labels themselves,
      at most ``max_clean_drift``.
    Refined labels replace the source only when all hold. Otherwise every label keeps its source
@@ -133,8 +137,8 @@ def probe_sample(sample: ProbeSample, index: int, rng: np.random.Generator, para
 def summarize_probe(result: ProbeResult) -> dict:
     """Means of a probe, overall and per corruption kind (rounded to 1e-4).
 
-    ``repair`` = ``1 - corrupted_after / corrupted_before`` (see the module docstring); ``corrupted_mae_to_source``
-    is ``MAE(refine(C), S)`` for reference.
+    ``repair`` = ``1 - corrupted_after / corrupted_before`` and ``repair_to_source`` = ``1 -
+    corrupted_mae_to_source / corrupted_before`` (see the module docstring).
     """
     def mean(values: list[float]) -> float | None:
         return round(float(np.mean(values)), 4) if values else None
@@ -147,9 +151,10 @@ def summarize_probe(result: ProbeResult) -> dict:
         picks = [i for i, k in enumerate(result.kinds) if k == kind]
         before, after = mean([result.corrupted_before[i] for i in picks]), mean([result.corrupted_after[i] for i in picks])
         per_kind[kind] = {"images": len(picks), "before": before, "after": after, "repair": repair(before, after)}
-    before, after = mean(result.corrupted_before), mean(result.corrupted_after)
+    before, after, to_source = mean(result.corrupted_before), mean(result.corrupted_after), mean(result.corrupted_vs_source)
     return {"images": len(result.kinds), "corrupted_mae_before": before, "corrupted_mae_after": after,
-            "repair": repair(before, after), "corrupted_mae_to_source": mean(result.corrupted_vs_source),
+            "repair": repair(before, after), "corrupted_mae_to_source": to_source,
+            "repair_to_source": repair(before, to_source),
             "clean_drift": mean(result.clean_drift), "detector_agreement_iou": mean(result.agreement),
             "per_kind": per_kind}
 
@@ -166,10 +171,13 @@ def decide(probe: dict, params: GateParams) -> dict:
                   "refinement cannot be checked, so the source labels are kept")
         return {"passed": False, "decision": "kept_source", "reason": reason, "checks": {}}
     repair, drift = probe["repair"] or 0.0, probe["clean_drift"] or 0.0
+    toward = probe["repair_to_source"] or 0.0
     weak = {k: v for k, v in probe["per_kind"].items() if (v["repair"] or 0.0) < params.min_kind_repair}
     checks = {
         "repair": {"value": repair, "min": params.min_repair, "ok": repair >= params.min_repair},
         "kind_repair": {"failed": sorted(weak), "min": params.min_kind_repair, "ok": not weak},
+        "repair_to_source": {"value": toward, "min": params.min_repair_to_source,
+                             "ok": toward >= params.min_repair_to_source},
         "clean_drift": {"value": drift, "max": params.max_clean_drift, "ok": drift <= params.max_clean_drift},
     }
     failed = []
@@ -178,6 +186,9 @@ def decide(probe: dict, params: GateParams) -> dict:
     if weak:
         failed.append("it did not repair " + ", ".join(f"{k} ({v['repair'] or 0.0:+.1%})" for k, v in sorted(weak.items()))
                       + f" (need >= {params.min_kind_repair:.0%} each)")
+    if not checks["repair_to_source"]["ok"]:
+        failed.append(f"refined corrupted labels ended {-toward:.1%} farther from their source than they began "
+                      f"(need >= {params.min_repair_to_source:+.0%})")
     if not checks["clean_drift"]["ok"]:
         failed.append(f"it changed {drift:.2%} of the pixels of uncorrupted held-out labels "
                       f"(max_clean_drift {params.max_clean_drift:.2%})")

@@ -131,8 +131,9 @@ class GateParams:
     detector. On it, the trained detector + the SPR rule + :class:`UpdateParams` refine (a) corrupted
     copies of the source labels (:mod:`engine.refine.corruptions`, ``probe_kinds``) and (b) the source
     labels themselves. Refined labels replace the source only when (a) removes at least
-    ``min_repair`` of the corruption overall and ``min_kind_repair`` for every kind, and (b) changes
-    at most ``max_clean_drift`` of the pixels (the most labels that were right can get worse).
+    ``min_repair`` of the corruption overall and ``min_kind_repair`` for every kind, and ends no
+    farther from the source than ``min_repair_to_source`` allows, and (b) changes at most
+    ``max_clean_drift`` of the pixels (the most labels that were right can get worse).
     Otherwise every label keeps its source mask and the run says why (:mod:`engine.refine.gate`).
     ``enabled: false`` skips the check: refined labels are then written but marked unverified, and
     data-engine does not train on them.
@@ -146,6 +147,7 @@ class GateParams:
                                     "dilate", "erode", "holes")
     min_repair: float = 0.3  # corrupted copies: at least 30% of the corruption removed ...
     min_kind_repair: float = 0.0  # ... and no kind made worse
+    min_repair_to_source: float = 0.0  # refined corrupted copies end no farther from the source than they began
     max_clean_drift: float = 0.003  # source labels: at most 0.3% of their pixels changed on average
 
     def __post_init__(self) -> None:
@@ -153,8 +155,10 @@ class GateParams:
             raise ValueError("refine.gate: holdout_fraction in (0, 1), 1 <= holdout_min <= holdout_max required")
         if not self.probe_kinds:
             raise ValueError("refine.gate: probe_kinds must name at least one corruption")
-        if not 0 <= self.min_repair <= 1 or self.min_kind_repair > 1 or not 0 <= self.max_clean_drift <= 1:
-            raise ValueError("refine.gate: min_repair in [0, 1], min_kind_repair <= 1, max_clean_drift in [0, 1] required")
+        if not 0 <= self.min_repair <= 1 or max(self.min_kind_repair, self.min_repair_to_source) > 1:
+            raise ValueError("refine.gate: min_repair in [0, 1], min_kind_repair and min_repair_to_source <= 1 required")
+        if not 0 <= self.max_clean_drift <= 1:
+            raise ValueError("refine.gate: max_clean_drift in [0, 1] required")
 
 
 @dataclass(frozen=True)
