@@ -213,8 +213,7 @@ def load_gate(plan: RefinePlan) -> dict:
     return json.loads(path.read_text())
 
 
-def _copied_reason(row: dict, plan: RefinePlan) -> str | None:
-    image_id = row.get("image_id")
+def _copied_reason(row: dict, image_id: str | None, plan: RefinePlan) -> str | None:
     if image_id in plan.skipped:
         return plan.skipped[image_id]
     if row_status(row) == "error":
@@ -234,10 +233,10 @@ def _refine_rows(plan: RefinePlan, source_shard: str | Path, gate: dict) -> list
     rows = []
     for row in read_table(source_shard).to_pylist():
         row.setdefault("shard", Path(source_shard).stem)
-        i = index.get(row.get("image_id") or row_image_id(row))
-        source = source_mask(row)
+        image_id = row.get("image_id") or row_image_id(row)
+        i, source = index.get(image_id), source_mask(row)
         if i is None or source is None:
-            out = refined_row(row, plan.run_id, plan.source_run, None, None, "copied", _copied_reason(row, plan))
+            out = refined_row(row, plan.run_id, plan.source_run, None, None, "copied", _copied_reason(row, image_id, plan))
         elif not apply:
             out = refined_row(row, plan.run_id, plan.source_run, None, _cue(cues, i, source.shape), "kept_source",
                               "refinement run did not pass its check: " + gate["reason"])
