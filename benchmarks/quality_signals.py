@@ -5,9 +5,9 @@
 2. Give each one the boxes a grounder would: one per part of the true mask (parts over 10% of the
    largest), each side moved by a normal error of 3% of the box size (seeded). True and corrupted
    copies of a mask are scored against the same boxes.
-3. Make one corrupted copy per kind: ``engine.refine.corruptions`` (erode / dilate = tight / loose
-   outline, holes, false_blobs = an extra region, shifted_box = a box-shaped mask) and its
-   ``missing_part`` (a side of the object cut away).
+3. Make one corrupted copy per kind of ``engine.refine.corruptions.KINDS`` (box / shifted_box =
+   a box-shaped mask, missing_part = a side of the object cut away, extra_region / false_blobs =
+   an extra region, dilate / erode = loose / tight outline, holes).
 4. Score every mask with ``engine.labeling.quality.shape_terms``; report the median of each term
    and of the shape score on the true masks, and the AUROC of "true mask scores higher than a
    corrupted one" (ties count half), over all corruptions and per kind. The same figures for the
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.labeling.quality import area_term, shape_terms  # noqa: E402
 from engine.masks import connected_components  # noqa: E402
-from engine.refine.corruptions import KINDS, corrupt_mask, missing_part  # noqa: E402
+from engine.refine.corruptions import KINDS, corrupt_mask  # noqa: E402
 
 MASK_DIRS = ("masks", "mask", "Mask", "gt", "GT")
 
@@ -96,7 +96,7 @@ def auroc(positive: list[float], negative: list[float]) -> float:
 
 def score_all(files: list[Path], seed: int) -> tuple[dict[str, list], float]:
     rng = np.random.default_rng(seed)
-    kinds = [*KINDS, "missing_part"]
+    kinds = list(KINDS)
     rows: dict[str, list] = {kind: [] for kind in ["true", *kinds]}
     seconds = 0.0
     for path in files:
@@ -110,7 +110,7 @@ def score_all(files: list[Path], seed: int) -> tuple[dict[str, list], float]:
         boxes = grounder_boxes(truth, rng)
         copies = {"true": truth}
         for kind in kinds:
-            copies[kind] = missing_part(truth, rng) if kind == "missing_part" else corrupt_mask(truth, rng, kind=kind)[0]
+            copies[kind] = corrupt_mask(truth, rng, kind=kind)[0]
         for kind, mask in copies.items():
             started = time.perf_counter()
             terms = shape_terms(mask, boxes)

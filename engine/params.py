@@ -90,11 +90,7 @@ class ModelsParams:
     grounder_numerics: Literal["idea", "transformers"] = "idea"
 
     def __post_init__(self) -> None:
-        if self.grounder_numerics not in ("idea", "transformers"):
-            raise ValueError(f"models params: grounder_numerics must be 'idea' or 'transformers', got {self.grounder_numerics!r}")
-
-    def __post_init__(self) -> None:
-        check_fields(self)
+        check_fields(self)  # also checks grounder_numerics (a Literal)
         if self.device not in ("auto", "cpu", "cuda") and not (self.device.startswith("cuda:") and self.device[5:].isdigit()):
             raise ParamError("device", f"must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 

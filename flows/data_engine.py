@@ -3,6 +3,11 @@
 build-pseudo-labels -> refine-labels -> train-sod -> evaluate. Labelling, refinement and training
 tasks carry the ``gpu`` tag, so a tag concurrency limit (``prefect concurrency-limit create gpu N``)
 keeps one model replica per GPU when several workers share a machine.
+
+The model trains on the refined labels only when the refinement run showed they are not worse than
+the pseudo-labels (its held-out check passed, ``labels_verified``); otherwise on the pseudo-labels.
+The summary (``trained_on_version``, ``trained_on_reason``), the log and the ``data-engine`` artifact
+say which labels were used and why.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ def data_engine(
         models: labelling model profile (``tiny`` needs no download; masks are then meaningless).
         params_file: the single parameters file (sections ``label``, ``refine``, ``train``, ``evaluate``).
         refine: run ``refine-labels`` after labelling.
-        train_on: label version to train on (``truth`` imports ``masks/`` beside the images).
+        train_on: label version to train on (``truth`` imports ``masks/`` beside the images); ``refined``
+            falls back to the pseudo-labels unless the refinement run verified its labels.
         truth_masks: true masks for scoring (default: ``images/masks`` when present). With them, the
             pseudo-labels, the refined labels and the model are all scored against the truth.
     """
@@ -65,10 +71,11 @@ def data_engine(
         if truth is None:
             raise ValueError("train_on='truth' needs true masks (images/masks or truth_masks)")
         labels_dir, import_from = str(wd.root / "gt-labels"), images
-    elif train_on == "refined" and refined is not None:
-        labels_dir = refined["labels_dir"]
+        version, why = "truth", "train_on='truth': the true masks beside the images"
     else:
-        labels_dir = str(wd.labels_dir(labelled["run_id"]))
+        version, why = training_labels(train_on, refined)
+        labels_dir = refined["labels_dir"] if version == "refined" else str(wd.labels_dir(labelled["run_id"]))
+    logger.info("data-engine trains on the %s labels in %s: %s", version, labels_dir, why)
     predictions = wd.root / "predictions" / "data-engine"
     trained = train_sod_flow(
         labels=labels_dir, out_dir=str(wd.root / "models" / "sod"), import_masks_from=import_from,
@@ -93,7 +100,9 @@ def data_engine(
                                              params_file=params_file)
     summary = {
         "labelling_run": labelled["run_id"], "images": labelled["images"], "ok": labelled["ok"],
-        "refined_run": refined["run_id"] if refined else None, "trained_on": labels_dir,
+        "refined_run": refined["run_id"] if refined else None,
+        "refine_decision": refined["decision"] if refined else None,
+        "trained_on_version": version, "trained_on": labels_dir, "trained_on_reason": why,
         "model": trained.get("model"),
         **{f"{name}_MAE": _first_mae(result) for name, result in scored.items()},
     }
@@ -101,6 +110,23 @@ def data_engine(
     create_table_artifact([{"measure": k, "value": str(v)} for k, v in summary.items()], key="data-engine",
                           description="The whole chain: labels, refinement, model, scores")
     return summary
+
+
+def training_labels(train_on: str, refined: dict[str, Any] | None) -> tuple[str, str]:
+    """Which label version to train on (``"refined"`` or ``"pseudo"``) and why, in words.
+
+    Refined labels are used only when asked for (``train_on='refined'``) AND the refinement run
+    verified them (its held-out check passed); a run that kept the source labels, or ran unchecked,
+    sends training to the pseudo-labels.
+    """
+    if train_on == "pseudo":
+        return "pseudo", "train_on='pseudo'"
+    if refined is None:
+        return "pseudo", "refinement was not run (refine=False)"
+    if refined.get("labels_verified"):
+        return "refined", f"refinement run {refined['run_id']} verified its labels: {refined['reason']}"
+    return "pseudo", (f"refinement run {refined['run_id']} did not verify its labels ({refined['decision']}): "
+                      f"{refined['reason']}")
 
 
 def _first_mae(result: dict[str, Any]) -> float | None:

@@ -128,6 +128,7 @@ def demo(
     _print_metrics(workdir / "reports" / "data-engine")
     say(f"total: {time.perf_counter() - started:.0f} s (labelling run {summary['labelling_run']}, "
         f"refined run {summary['refined_run']})")
+    say(f"model trained on the {summary['trained_on_version']} labels: {summary['trained_on_reason']}")
     console.print("\n[bold yellow]Tiny random models give meaningless masks[/bold yellow] (hence the poor scores above): "
                   "they exercise every step offline.")
     say(

@@ -1,5 +1,6 @@
-"""Tasks of the refinement flows: plan, train the cue extractor, train the detector with SPR, write
-refined shards, adapter-tune. Every task takes and returns paths (never arrays or models).
+"""Tasks of the refinement flows: plan, train the cue extractor, train the detector with SPR, check
+it on held-out images, write refined shards, adapter-tune. Every task takes and returns paths (never
+arrays or models).
 """
 
 from __future__ import annotations
@@ -7,11 +8,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from engine.params import load_section
 from engine.refine.params import RefineParams
+from tasks.logs import task_logger
 
 
 def refine_params(values: dict[str, Any]) -> RefineParams:
@@ -20,12 +22,16 @@ def refine_params(values: dict[str, Any]) -> RefineParams:
 
 
 @task(name="plan-refine", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, tags=["io"])
-def plan_refine_task(workdir: str, params: dict[str, Any]) -> str:
-    """Plan a refinement run over ``workdir``; returns its run directory."""
-    from engine.refine.plan import plan_refine_run
+def plan_refine_task(workdir: str | None, params: dict[str, Any], labels: str | None = None,
+                     out: str | None = None) -> str:
+    """Plan a refinement run of ``workdir``'s labelling run, or of the label folder ``labels`` into
+    ``out``; returns its run directory."""
+    from engine.refine.plan import plan_label_folder_run, plan_refine_run
 
-    plan = plan_refine_run(workdir, refine_params(params))
-    get_run_logger().info("refinement run %s of %s: %d images", plan.run_id, plan.source_run, plan.count)
+    settings = refine_params(params)
+    plan = plan_label_folder_run(labels, out, settings) if labels is not None else plan_refine_run(workdir, settings)
+    task_logger().info("refinement run %s of %s: %d images (%d skipped)", plan.run_id, plan.source_run, plan.count,
+                    len(plan.skipped))
     return plan.run_dir
 
 
@@ -35,8 +41,8 @@ def train_cue_extractor_task(run_dir: str) -> str:
     from engine.refine.stages import run_cue_stage
 
     started = time.perf_counter()
-    path = run_cue_stage(run_dir, log=get_run_logger().info)
-    get_run_logger().info("cue extractor done in %.1f s", time.perf_counter() - started)
+    path = run_cue_stage(run_dir, log=task_logger().info)
+    task_logger().info("cue extractor done in %.1f s", time.perf_counter() - started)
     return str(path)
 
 
@@ -46,9 +52,20 @@ def train_detector_task(run_dir: str) -> str:
     from engine.refine.stages import run_detector_stage
 
     started = time.perf_counter()
-    path = run_detector_stage(run_dir, log=get_run_logger().info)
-    get_run_logger().info("detector with SPR done in %.1f s", time.perf_counter() - started)
+    path = run_detector_stage(run_dir, log=task_logger().info)
+    task_logger().info("detector with SPR done in %.1f s", time.perf_counter() - started)
     return str(path)
+
+
+@task(name="check-refinement", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE, tags=["gpu"])
+def check_refinement_task(run_dir: str) -> dict[str, Any]:
+    """Stage 3: the held-out self-check (probe + decision); returns ``gate.json``'s content."""
+    from engine.refine.stages import run_gate_stage
+
+    started = time.perf_counter()
+    gate = run_gate_stage(run_dir, log=task_logger().info)
+    task_logger().info("refinement check done in %.1f s", time.perf_counter() - started)
+    return gate
 
 
 @task(name="write-refined-shard", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, tags=["io"],
@@ -65,4 +82,4 @@ def adapter_tune_task(detector: str, target: str, out_dir: str, params: dict[str
     """Freeze ``detector``, train adapters on the images of ``target``; returns the summary."""
     from engine.refine.transfer import adapter_tune
 
-    return adapter_tune(detector, target, out_dir, refine_params(params), log=get_run_logger().info)
+    return adapter_tune(detector, target, out_dir, refine_params(params), log=task_logger().info)

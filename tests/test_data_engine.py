@@ -23,7 +23,10 @@ def test_data_engine_runs_the_chain_and_scores_every_version(prefect_harness, sa
     workdir = tmp_path / "wd"
     summary = data_engine(images=str(sample_set), workdir=str(workdir), params_file=str(params))
     assert summary["images"] == 12 and summary["refined_run"].startswith("refine-")
-    assert "labels_refined" in summary["trained_on"]
+    # 12 images leave too few held out to check the refinement: the model trains on the pseudo-labels, and says so
+    assert summary["refine_decision"] == "kept_source" and summary["trained_on_version"] == "pseudo"
+    assert summary["trained_on"].endswith(f"labels/run={summary['labelling_run']}")
+    assert "did not verify its labels" in summary["trained_on_reason"]
     for name in ("model_vs_truth", "labels_vs_truth", "refined_vs_truth"):
         assert 0.0 <= summary[f"{name}_MAE"] <= 1.0
     reports = workdir / "reports" / "data-engine"
@@ -41,3 +44,24 @@ def test_truth_training_needs_masks(tmp_path):
     assert _truth_masks(str(tmp_path), None) == tmp_path / "masks"
     with pytest.raises(ValueError, match="truth mask folder not found"):
         _truth_masks(str(tmp_path), str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize(
+    ("train_on", "refined", "version", "says"),
+    [
+        ("refined", {"run_id": "refine-a", "labels_verified": True, "decision": "refined", "reason": "checked"},
+         "refined", "verified its labels: checked"),
+        ("refined", {"run_id": "refine-a", "labels_verified": False, "decision": "kept_source", "reason": "no repair"},
+         "pseudo", "did not verify its labels (kept_source): no repair"),
+        ("refined", {"run_id": "refine-a", "labels_verified": False, "decision": "unverified", "reason": "gate off"},
+         "pseudo", "(unverified): gate off"),
+        ("refined", None, "pseudo", "refinement was not run"),
+        ("pseudo", {"run_id": "refine-a", "labels_verified": True, "decision": "refined", "reason": "x"},
+         "pseudo", "train_on='pseudo'"),
+    ],
+)
+def test_refined_labels_are_trained_on_only_when_verified(train_on, refined, version, says):
+    from flows.data_engine import training_labels
+
+    chosen, why = training_labels(train_on, refined)
+    assert chosen == version and says in why

@@ -136,15 +136,34 @@ def test_cues_to_labels_thresholds_with_otsu():
     assert (square - rounded).sum().item() == 4 and rounded[0, 0, 4, 4].item() == 0.0
 
 
+REMOVES_ONLY = {"erode", "holes", "missing_part"}
+ADDS_ONLY = {"dilate", "false_blobs", "extra_region", "box"}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_corruptions_change_the_mask_in_their_documented_way(kind):
-    mask = np.zeros((64, 64), bool)
-    mask[20:44, 16:40] = True
+    mask = np.zeros((96, 128), bool)
+    mask[20:70, 30:60] = True  # an L-shaped object, so its box differs from it
+    mask[50:70, 60:100] = True
     noisy, name = corrupt_mask(mask, np.random.default_rng(0), kind=kind)
-    assert name == kind and noisy.shape == mask.shape and (noisy != mask).any()
-    if kind in ("erode", "holes"):
-        assert not (noisy & ~mask).any()  # only removes
-    if kind in ("dilate", "false_blobs"):
-        assert not (mask & ~noisy).any()  # only adds
+    assert name == kind and noisy.shape == mask.shape and noisy.dtype == bool and (noisy != mask).any()
+    if kind in REMOVES_ONLY:
+        assert not (noisy & ~mask).any() and noisy.any()
+    if kind in ADDS_ONLY:
+        assert not (mask & ~noisy).any()
+    if kind == "box":  # exactly a rectangle around the object
+        ys, xs = np.nonzero(noisy)
+        assert noisy[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].all()
+    changed = np.mean(noisy != mask) / mask.mean()
+    assert 0.01 < changed < 1.5  # a realistic error: visible, not a different object
+    assert np.array_equal(corrupt_mask(np.zeros_like(mask), np.random.default_rng(0), kind=kind)[0], np.zeros_like(mask))
+
+
+def test_corrupt_mask_cycles_kinds_and_refuses_bad_input():
+    mask = np.zeros((32, 32), bool)
+    mask[8:24, 8:24] = True
+    assert [corrupt_mask(mask, np.random.default_rng(0), index=i)[1] for i in range(len(KINDS) + 1)] == [*KINDS, KINDS[0]]
     with pytest.raises(ValueError, match="unknown corruption"):
         corrupt_mask(mask, np.random.default_rng(0), kind="smudge")
+    with pytest.raises(ValueError, match=r"\(H, W\) mask"):
+        corrupt_mask(mask[None], np.random.default_rng(0))

@@ -97,7 +97,8 @@ def _source_sql(directories: Path | list[Path], schema: pa.Schema) -> str:
 
 # Columns that only some label versions carry (refine-labels adds them); NULL where absent.
 OPTIONAL_LABEL_COLUMNS = {"cue_agreement": "FLOAT", "refine_change": "FLOAT", "source_run": "VARCHAR",
-                          "shape_score": "FLOAT"}  # shape_score: absent from shards written before it existed
+                          "shape_score": "FLOAT",  # shape_score: absent from shards written before it existed
+                          "refine_action": "VARCHAR", "refine_reason": "VARCHAR"}
 
 
 def _read(path_or_glob: Path | str) -> str:
@@ -172,7 +173,7 @@ def view_statements(workdir: Workdir) -> list[str]:
         "FROM annotations WHERE kind = 'review' GROUP BY image_id, run_id",
         f"CREATE VIEW label_quality AS SELECT l.image_id, l.run_id, l.path, l.shard, l.status, l.error, "
         f"l.height, l.width, l.caption, l.phrase, l.category, {quality}, l.cue_agreement, l.refine_change, "
-        f"l.source_run, r.review_verdict, r.review_comment, "
+        f"l.source_run, l.refine_action, l.refine_reason, r.review_verdict, r.review_comment, "
         f"r.reviewed_by, r.reviewed_at, coalesce(r.review_verdict = 'reject', false) AS needs_relabel "
         f"FROM labels AS l LEFT JOIN reviews AS r ON r.image_id = l.image_id AND r.run_id = l.run_id",
     ]

@@ -68,10 +68,14 @@ class RefineDataset(Dataset):
 
 def make_loader(items: list[RefineItem], size: int, batch_size: int, num_workers: int = 0,
                 shuffle: bool = False, seed: int = 0) -> DataLoader:
-    """A DataLoader over ``items`` (a seeded shuffle when ``shuffle``)."""
+    """A DataLoader over ``items`` (a seeded shuffle when ``shuffle``).
+
+    A shuffled (training) loader drops a last batch of one image: batch norm cannot train on it.
+    """
     generator = torch.Generator().manual_seed(seed)
+    drop_last = shuffle and len(items) > batch_size and len(items) % batch_size == 1
     return DataLoader(RefineDataset(items, size), batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      generator=generator, drop_last=False, persistent_workers=False)
+                      generator=generator, drop_last=drop_last, persistent_workers=False)
 
 
 def resolve_device(name: str) -> torch.device:

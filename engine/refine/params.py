@@ -94,6 +94,74 @@ class AdapterParams:
 
 
 @dataclass(frozen=True)
+class UpdateParams:
+    """How a refined soft label becomes the written mask: only confident change, at full resolution.
+
+    The training-size label ``refined`` is compared with the source mask at the same size
+    (``init``); only their difference is carried to full size and applied to the source mask, and
+    only where it is large (``|refined - init| > 0.5 + margin``), so resampling alone never changes
+    a mask. Changed regions are snapped to the image's edges by the pixel-adaptive refiner at full
+    resolution (``guide``). A label whose change exceeds ``max_change`` of its pixels, or whose result
+    is (nearly) empty or (nearly) the whole image, keeps its source mask (``refine_action``). A source
+    mask that itself covers more than ``reject_source_above`` of the image is written as ``no_object``.
+    """
+
+    margin: float = 0.2  # confidence margin; 0 = any crossing of 0.5 changes the pixel
+    guide: bool = True  # PAR on the full-size image inside changed regions (False: change only)
+    guide_max_side: int = 1024  # PAR runs on the changed region's crop, downsized to this side at most
+    max_change: float = 0.25  # per label: at most this fraction of the image's pixels may change
+    min_area_frac: float = 0.001  # refined masks smaller than this: degenerate, keep the source
+    max_area_frac: float = 0.95  # refined masks larger than this: degenerate, keep the source
+    reject_source_above: float = 0.999  # a kept/copied source mask covering more: written as no_object
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.margin < 0.5:
+            raise ValueError(f"refine.update: margin must be in [0, 0.5), got {self.margin}")
+        if not 0 < self.max_change <= 1 or self.guide_max_side < 32:
+            raise ValueError("refine.update: max_change in (0, 1] and guide_max_side >= 32 required")
+        if not 0 <= self.min_area_frac < self.max_area_frac <= 1 or not 0 < self.reject_source_above <= 1:
+            raise ValueError("refine.update: 0 <= min_area_frac < max_area_frac <= 1, reject_source_above in (0, 1] required")
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """The self-check that decides whether refined labels may replace their source (contract 10).
+
+    A held-out split of the images (``holdout_fraction``, hashed from the image id) never trains the
+    detector. On it, the trained detector + the SPR rule + :class:`UpdateParams` refine (a) corrupted
+    copies of the source labels (:mod:`engine.refine.corruptions`, ``probe_kinds``) and (b) the source
+    labels themselves. Refined labels replace the source only when (a) removes at least
+    ``min_repair`` of the corruption overall and ``min_kind_repair`` for every kind, and ends no
+    farther from the source than ``min_repair_to_source`` allows, and (b) changes at most
+    ``max_clean_drift`` of the pixels (the most labels that were right can get worse).
+    Otherwise every label keeps its source mask and the run says why (:mod:`engine.refine.gate`).
+    ``enabled: false`` skips the check: refined labels are then written but marked unverified, and
+    data-engine does not train on them.
+    """
+
+    enabled: bool = True
+    holdout_fraction: float = 0.2
+    holdout_min: int = 8  # fewer held-out images than this: the check cannot be made, keep the source
+    holdout_max: int = 500  # cap (the probe costs about one refinement per held-out image and kind)
+    probe_kinds: tuple[str, ...] = ("box", "shifted_box", "missing_part", "extra_region", "false_blobs",
+                                    "dilate", "erode", "holes")
+    min_repair: float = 0.3  # corrupted copies: at least 30% of the corruption removed ...
+    min_kind_repair: float = 0.0  # ... and no kind made worse
+    min_repair_to_source: float = 0.0  # refined corrupted copies end no farther from the source than they began
+    max_clean_drift: float = 0.003  # source labels: at most 0.3% of their pixels changed on average
+
+    def __post_init__(self) -> None:
+        if not 0 < self.holdout_fraction < 1 or self.holdout_min < 1 or self.holdout_max < self.holdout_min:
+            raise ValueError("refine.gate: holdout_fraction in (0, 1), 1 <= holdout_min <= holdout_max required")
+        if not self.probe_kinds:
+            raise ValueError("refine.gate: probe_kinds must name at least one corruption")
+        if not 0 <= self.min_repair <= 1 or max(self.min_kind_repair, self.min_repair_to_source) > 1:
+            raise ValueError("refine.gate: min_repair in [0, 1], min_kind_repair and min_repair_to_source <= 1 required")
+        if not 0 <= self.max_clean_drift <= 1:
+            raise ValueError("refine.gate: max_clean_drift in [0, 1] required")
+
+
+@dataclass(frozen=True)
 class RefineParams:
     """Everything the ``refine-labels`` and ``transfer`` flows need."""
 
@@ -113,6 +181,8 @@ class RefineParams:
     spr: SPRParams = field(default_factory=SPRParams)
     detector: DetectorParams = field(default_factory=DetectorParams)
     adapter: AdapterParams = field(default_factory=AdapterParams)
+    update: UpdateParams = field(default_factory=UpdateParams)
+    gate: GateParams = field(default_factory=GateParams)
 
     PERFORMANCE_KEYS = ("batch_size", "num_workers", "device", "threads")
 
@@ -121,3 +191,8 @@ class RefineParams:
             raise ValueError(f"refine: init must be 'source' or 'cues', got {self.init!r}")
         if self.size < 32 or self.batch_size < 1 or not 0 < self.threshold < 1:
             raise ValueError("refine: size >= 32, batch_size >= 1, threshold in (0, 1) required")
+        from engine.refine.corruptions import KINDS
+
+        unknown = sorted(set(self.gate.probe_kinds) - set(KINDS))
+        if unknown:
+            raise ValueError(f"refine.gate.probe_kinds: unknown corruptions {unknown}; known: {list(KINDS)}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from sodforge.output import console, fail
 
@@ -30,7 +31,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def refine(
         workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Workdir of a labelling run (holds catalog/).")] = Path("data"),
-        run: Annotated[str | None, typer.Option("--run", help="Labelling run id to refine (default: the newest).")] = None,
+        labels: Annotated[Path | None, typer.Option("--labels", help="Any folder of label shards (*.parquet or run=<id>/*.parquet, e.g. from import-masks) to refine instead of a workdir's run.")] = None,
+        out: Annotated[Path | None, typer.Option("--out", help="With --labels: folder for the refined shards (OUT/run=refine-<id>/) and the run's files (OUT/refine/).")] = None,
+        run: Annotated[str | None, typer.Option("--run", help="Labelling run id to refine (default: the newest; with --labels: the run=<id> folder when there are several).")] = None,
         params: Annotated[Path | None, typer.Option(help="params.yaml to read the 'refine' section from (default: ./params.yaml if present).")] = None,
         backbone: Annotated[str | None, typer.Option(help="Backbone name (resnet50, tiny, ...).")] = None,
         size: Annotated[int | None, typer.Option(help="Square training side in px.")] = None,
@@ -42,8 +45,21 @@ def register(app: typer.Typer) -> None:
         record_run: Annotated[bool, typer.Option("--record-run/--no-record-run", help="Add the run to catalog/runs.")] = True,
         json_out: Annotated[Path | None, typer.Option("--json", help="Also write the run summary to this JSON file.")] = None,
     ) -> None:
-        """Refine a labelling run (PCL-SD cues + detector with SPR) into a NEW labelled version."""
-        from flows.refine_labels import refine_labels
+        """Refine labels (PCL-SD cues + detector with SPR) into a NEW labelled version, never silently worse.
+
+        The run checks itself on held-out images; refined masks are written only when that check
+        passes, else the new version holds the source masks. The last lines say which, and why.
+        """
+        if (labels is None) != (out is None):
+            _fail("--labels and --out go together (refine a label folder into OUT); without them, --workdir is refined")
+        if labels is not None:
+            from engine.refine.plan import find_label_folder
+
+            try:
+                find_label_folder(labels, run)  # a bad folder fails here, before Prefect and torch load
+            except ValueError as err:
+                _fail(str(err))
+        from flows.refine_labels import decision_message, refine_labels
 
         if params is None and Path("params.yaml").is_file():
             params = Path("params.yaml")
@@ -52,6 +68,7 @@ def register(app: typer.Typer) -> None:
                 workdir=str(workdir), source_run=run, params_file=str(params) if params else None,
                 overrides=_overrides(backbone, size, sce_epochs, epochs, device, init),
                 build_catalog=catalog, record_run=record_run,
+                labels=str(labels) if labels else None, out=str(out) if out else None,
             )
             if json_out is not None:
                 from engine.storage import write_text_atomic
@@ -60,6 +77,8 @@ def register(app: typer.Typer) -> None:
         except (ValueError, OSError) as err:  # bad input, or a failed write (the message names the file)
             _fail(str(err))
         console.print_json(json.dumps(summary))
+        colour = "green" if summary["decision"] == "refined" else "yellow"
+        console.print(Text(summary["decision"], style=colour) + Text(": " + decision_message(summary)))
 
     @app.command()
     def transfer(
