@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from engine.catalog.layout import Workdir
+from engine.catalog.runs import recency
+from engine.images.paths import resolve_stored
 from engine.params import as_dict, load_section
 from engine.refine.data import RefineItem
 from engine.refine.params import RefineParams
@@ -82,7 +84,7 @@ def find_source_run(workdir: Workdir, source_run: str | None = None) -> str:
         runs.extend(r for r in read_table(path).to_pylist() if r["flow"] == LABELLING_FLOW and r["state"] == "completed")
     runs = [r for r in runs if any(workdir.labels_dir(r["run_id"]).glob("shard-*.parquet"))]
     if runs:
-        return max(runs, key=lambda r: r["started_at"])["run_id"]
+        return max(runs, key=recency)["run_id"]  # the one that completed last
     found = sorted(p.name.split("=", 1)[1] for p in workdir.labels_root.glob("run=*") if any(p.glob("shard-*.parquet")))
     if len(found) == 1:
         return found[0]
@@ -111,8 +113,9 @@ def _item_rows(workdir: Workdir, shards: list[Path], second: str) -> list[dict]:
         for row in read_table(shard).select(columns).to_pylist():
             if row["status"] == "error" or row["height"] is None:
                 continue  # unreadable images are copied through with their error
-            rows.append({"index": len(rows), "image_id": row["image_id"], "path": row["path"],
-                         "second_path": _second_path(manifest.get(row["image_id"]), second), "shard": shard.stem,
+            rows.append({"index": len(rows), "image_id": row["image_id"], "path": resolve_stored(row["path"], workdir.root),
+                         "second_path": resolve_stored(_second_path(manifest.get(row["image_id"]), second), workdir.root),
+                         "shard": shard.stem,
                          "mask_rle": row["mask_rle"], "height": row["height"], "width": row["width"]})
     return rows
 
