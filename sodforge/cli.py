@@ -57,8 +57,35 @@ def sample(
     console.print(f"wrote {len(items)} images with true masks to {out}")
 
 
+def _finish_if_current(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
+                       captioner: str | None) -> dict | None:
+    """The run's summary when it finished before and nothing is left to label (no Prefect, no
+    models loaded); None when there is work to do."""
+    from engine.catalog import Workdir
+    from engine.catalog.lock import workdir_lock
+    from engine.images.manifest import ingest
+    from engine.labeling.plan import finish_if_current, label_params
+
+    settings = label_params(params, models, shard_size)
+    wd = Workdir.at(workdir)
+    if not wd.labels_root.is_dir():
+        return None  # a first run: nothing can be current yet
+    with workdir_lock(wd.root, "a labelling run"):
+        manifests = ingest(images.resolve(), wd.manifest_dir, settings.ingest.shard_size).shard_paths
+        return finish_if_current(wd, settings, manifests, captioner)
+
+
 def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
-               batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None) -> dict:
+               batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None,
+               captioner: str | None = None) -> dict:
+    if captioner is not None:  # an explicit --captioner that cannot be used stops here, before any work
+        from engine.labeling.plan import choose_run_captioner, label_params
+
+        choose_run_captioner(label_params(params, models, shard_size).models, captioner)
+    summary = _finish_if_current(images, workdir, models, shard_size, params, captioner)
+    if summary is not None:
+        console.print(f"nothing to label: run {summary['run_id']} is complete and every shard is current")
+        return summary
     from flows.build_pseudo_labels import build_pseudo_labels, task_runner
     from sodforge.env import quiet_model_libraries
 
@@ -67,7 +94,7 @@ def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None,
     flow = build_pseudo_labels.with_options(task_runner=task_runner(dask_workers, dask_address))
     return flow(
         images=str(images), workdir=str(workdir), models=models, shard_size=shard_size,
-        params_file=str(params) if params else None, overrides=overrides,
+        params_file=str(params) if params else None, overrides=overrides, captioner=captioner,
     )
 
 
@@ -79,19 +106,26 @@ def label(
     shard_size: Annotated[int | None, typer.Option(help="Images per shard (default: params.yaml or 512).")] = None,
     params: Annotated[Path | None, typer.Option(help="params.yaml to read (default: ./params.yaml if present).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
+    captioner: Annotated[str | None, typer.Option(help="Fine-tuned captioner checkpoint to caption with (e.g. models/captioner-human); "
+                                                       "'none': the profile's captioner. Default: params.yaml models.captioner_checkpoint.")] = None,
     dask_workers: Annotated[int, typer.Option(help="Scale out on a local Dask cluster of N worker processes (127.0.0.1).")] = 0,
     dask_address: Annotated[str | None, typer.Option(help="Scale out on an existing Dask cluster (tcp://host:8786).")] = None,
 ) -> None:
-    """Run the labelling flow in-process (no server needed); the catalog lands in WORKDIR."""
+    """Run the labelling flow in-process (no server needed); the catalog lands in WORKDIR.
+
+    A rerun with nothing left to label finishes at once, without starting Prefect. One run per
+    WORKDIR at a time: a second one stops with a message naming the process that holds it.
+    """
     if not images.is_dir():
         _fail(f"{images}: images folder not found")
     if params is None and Path("params.yaml").is_file():
         params = Path("params.yaml")
     try:
-        summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address)
+        summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address, captioner)
     except ValueError as err:
         _fail(str(err))
     console.print_json(json.dumps(summary))
+    console.print(f"captioner: {summary['captioner']}")
     console.print(f"catalog: {summary['catalog']}  (try: sodforge catalog summary --workdir {workdir})")
 
 

@@ -27,7 +27,7 @@ def export(
     out: Annotated[Path, typer.Option(help="Output folder (must be empty, or an earlier export with --overwrite).")],
     where: Annotated[str | None, typer.Option(help="SQL condition on the catalog's label_quality view (+ mask_rle), e.g. "
                                                    "\"quality_score >= 0.5 AND status = 'ok'\" (default: status = 'ok').")] = None,
-    run: Annotated[str | None, typer.Option(help="Labelling run id (default: the newest).")] = None,
+    run: Annotated[str | None, typer.Option(help="Labelling run id (default: the run that completed last; the output names it).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
 ) -> None:
     """Export the labels of one labelling run, filtered with SQL, for use outside sodforge."""
@@ -46,6 +46,10 @@ def export(
         raise typer.Exit(2) from None
     console.print(f"exported {result.exported} of {result.selected} labels of run {result.run_id} "
                   f"({result.where}) as {result.format} to {result.out}")
+    if run is None:
+        console.print(f"(no --run given: run {result.run_id} is the labelling run that completed last; "
+                      f"list runs with: sodforge catalog sql \"SELECT run_id, state, finished_at, models FROM runs\" "
+                      f"--workdir {workdir})", markup=False)
     if result.skipped:
         console.print(f"[yellow]{len(result.skipped)} skipped[/yellow] (reasons in {Path(result.out) / 'export.json'})")
     if result.reencoded:
