@@ -7,6 +7,7 @@ keeps one model replica per GPU when several workers share a machine.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,7 +77,8 @@ def data_engine(
     reports = wd.root / "reports" / "data-engine"
     scored: dict[str, Any] = {}
     if truth is not None:
-        scored["model_vs_truth"] = evaluate(pred=str(predictions / "pred"), gt=str(truth), missing="skip",
+        heldout_truth = _heldout_truth(predictions / "pred", truth, predictions / "truth")
+        scored["model_vs_truth"] = evaluate(pred=str(predictions / "pred"), gt=str(heldout_truth), missing="skip",
                                             out=str(reports / "model"), method="dedecoder", dataset="heldout",
                                             params_file=params_file)
         scored["labels_vs_truth"] = evaluate(workdir=workdir, run_id=labelled["run_id"], gt=str(truth),
@@ -98,6 +100,19 @@ def data_engine(
     create_table_artifact([{"measure": k, "value": str(v)} for k, v in summary.items()], key="data-engine",
                           description="The whole chain: labels, refinement, model, scores")
     return summary
+
+
+def _heldout_truth(pred_dir: Path, truth: Path, out: Path) -> Path:
+    """``out`` holding the true masks of the held-out images only (the model predicts just those),
+    so scoring the model never reports the training images as missing predictions."""
+    stems = {p.stem for p in pred_dir.glob("*.png")}
+    if out.is_dir():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for mask in sorted(truth.iterdir()):
+        if mask.is_file() and mask.stem in stems:
+            shutil.copy2(mask, out / mask.name)
+    return out
 
 
 def _first_mae(result: dict[str, Any]) -> float | None:
