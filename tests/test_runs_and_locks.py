@@ -18,6 +18,7 @@ import duckdb
 import pytest
 
 from engine.catalog import Workdir, build_catalog
+from engine.catalog.compact import completed_runs
 from engine.catalog.lock import LOCK_NAME, WorkdirBusyError, lock_holder, workdir_lock
 from engine.catalog.runs import RunRecord, begin_attempt, load_record, recency
 from engine.labeling.record import PseudoLabel, labels_to_table
@@ -43,6 +44,11 @@ def test_a_rerun_that_dies_right_after_it_starts_keeps_the_finished_record(tmp_p
     assert kept.attempts == 2 and kept.last_attempt_at > done.finished_at
     with duckdb.connect(str(build_catalog(wd)), read_only=True) as con:  # the catalog still serves it as finished
         assert con.execute("SELECT state, images, attempts FROM runs").fetchall() == [("completed", 10, 2)]
+    assert "abc123" not in completed_runs(wd)  # its shards may be changing: read live until it completes again
+    again = begin_attempt(wd, "abc123", "build-pseudo-labels", {"captioner": "c"}, {"label": {}})
+    again.complete({"ok": 7, "no_object": 2, "error": 1}, shards=3, shards_skipped=3, seconds=0.1)
+    again.save(wd)
+    assert "abc123" in completed_runs(wd)  # served from its compacted copy again
 
 
 def test_an_attempt_on_an_unfinished_run_keeps_its_first_start_and_completing_adds_time(tmp_path):
