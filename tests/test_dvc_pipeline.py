@@ -52,17 +52,18 @@ def test_dvc_exp_set_param_rewrites_only_the_value_it_sets(tmp_path, override, d
     assert changed == diff
 
 
-def test_label_runs_refined_runs_checkpoints_and_the_captioner_persist():
+def test_label_runs_refined_runs_and_the_captioner_persist():
     persisted = {path for stage in STAGES.values() for path, o in _entries(stage, "outs").items() if o.get("persist")}
     assert {"data/catalog/labels", "data/catalog/images", "data/catalog/labels_refined",
-            "data/models/sod/checkpoints", "data/models/captioner"} <= persisted
+            "data/models/captioner"} <= persisted
 
 
 def test_nothing_clone_specific_is_a_tracked_output():
     tracked = {path for stage in STAGES.values() for kind in ("outs", "metrics", "plots")
                for path in _entries(stage, kind)}
     for local in ("data/catalog.duckdb", "data/catalog/compact", "data/catalog/runs", "data/refine", "data/export",
-                  "models/captioner", "data/models/sod/history.json", "data/models/sod/metrics.json"):
+                  "models/captioner", "data/models/sod/history.json", "data/models/sod/metrics.json",
+                  "data/models/sod/checkpoints"):
         assert local not in tracked, local
     label_stage = STAGES["build-pseudo-labels"]
     assert "--captioner data/models/captioner" in label_stage["cmd"]  # named, never picked up from ./models
@@ -101,9 +102,13 @@ def test_dvc_metrics_and_table_commands(tmp_path):
                                "-k", "MAE", "-k", "Smeasure"])
     assert done.exit_code == 0, done.output
     assert json.loads((tmp_path / "m" / "model.json").read_text()) == {"MAE": 0.25, "Smeasure": 0.5}
-    done = runner.invoke(app, ["dvc", "table", str(tmp_path / "history.json"), str(tmp_path / "h.csv"),
-                               "-c", "epoch", "-c", "val_mae"])
-    assert done.exit_code == 0, done.output
+    pngs = []
+    for name in ("a.png", "b.png"):
+        done = runner.invoke(app, ["dvc", "table", str(tmp_path / "history.json"), str(tmp_path / "h.csv"),
+                                   "-c", "epoch", "-c", "val_mae", "--png", str(tmp_path / name)])
+        assert done.exit_code == 0, done.output
+        pngs.append((tmp_path / name).read_bytes())
     assert (tmp_path / "h.csv").read_text() == "epoch,val_mae\n1,0.33333\n2,0.25\n"  # no timings
+    assert pngs[0][:8] == b"\x89PNG\r\n\x1a\n" and pngs[0] == pngs[1]  # an offline plot, same bytes every run
     failed = runner.invoke(app, ["dvc", "metrics", str(tmp_path / "report.json"), str(tmp_path / "x.json"), "-k", "MAX"])
     assert failed.exit_code == 2 and "MAX" in failed.output

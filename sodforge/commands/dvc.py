@@ -93,6 +93,8 @@ def table_cmd(
     out: Annotated[Path, typer.Argument(help="CSV to write (a DVC plot).")],
     column: Annotated[list[str], typer.Option("--column", "-c", help="Record key to keep (repeat), e.g. epoch.")],
     digits: Annotated[int, typer.Option(help="Round floats to this many digits.")] = 5,
+    png: Annotated[Path | None, typer.Option(help="Also draw the columns against the first one as a PNG "
+                                                  "(viewable offline, unlike DVC's vega charts).")] = None,
 ) -> None:
     """Write the chosen numeric columns of a list of records as CSV (timings and text left out)."""
     records = _read_json(source)
@@ -107,6 +109,28 @@ def table_cmd(
             _fail(f"{source}: record {number} lacks {missing}")
         writer.writerow([round(record[c], digits) if isinstance(record[c], float) else record[c] for c in column])
     _write(out, buffer.getvalue())
+    if png is not None:
+        line_chart([[r[c] for c in column] for r in records], column, png)
+
+
+def line_chart(rows: list[list[float]], columns: list[str], out: Path) -> Path:
+    """Columns 2.. of ``rows`` against column 1, one line each, as a small PNG (same bytes every run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 3.2), dpi=100)
+    for index, name in enumerate(columns[1:], start=1):
+        axis.plot([r[0] for r in rows], [r[index] for r in rows], label=name)
+    axis.set_xlabel(columns[0])
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, format="png", metadata={"Software": None})
+    plt.close(figure)
+    return out
 
 
 def register(app: typer.Typer) -> None:
