@@ -15,27 +15,17 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from engine.catalog import RunRecord, Workdir, connect_readonly, summarize
-from engine.catalog.runs import utc_now
-from engine.labeling import labelling_run_id
+from engine.catalog import Workdir, connect_readonly, summarize
+from engine.catalog.lock import workdir_lock
+from engine.catalog.runs import begin_attempt
+from engine.labeling.plan import LABELLING_FLOW, label_params, plan_run, run_params, summary_of
 from engine.labeling.preview import contact_sheet
-from engine.labeling.shard import shard_fingerprint
-from engine.models.registry import model_identities
-from engine.params import as_dict, load_params
 from tasks.labeling import build_catalog_task, ingest_images, label_shard_task
 
 
 def resolve_params(params_file: str | None, models: str | None, shard_size: int | None, overrides: dict | None):
     """params.yaml (if given and present) + the flow's own parameters, validated."""
-    path = Path(params_file) if params_file else None
-    merged: dict[str, dict] = {k: dict(v) for k, v in (overrides or {}).items()}
-    if models:
-        merged.setdefault("models", {})["profile"] = models
-    if shard_size is not None:  # 0 is an error (checked with the other parameters), not "the default"
-        merged.setdefault("ingest", {})["shard_size"] = shard_size
-    params = load_params(path if path and path.is_file() else None, merged)
-    params.models.specs(finetuned=False)  # an unknown model profile fails here, before any work
-    return params
+    return label_params(params_file, models, shard_size, overrides)
 
 
 @flow(name="build-pseudo-labels", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -46,6 +36,7 @@ def build_pseudo_labels(
     shard_size: int | None = None,
     params_file: str | None = "params.yaml",
     overrides: dict[str, dict[str, Any]] | None = None,
+    captioner: str | None = None,
 ) -> dict[str, Any]:
     """Label every image under ``images`` into ``workdir`` (catalog at ``workdir/catalog.duckdb``).
 
@@ -56,67 +47,72 @@ def build_pseudo_labels(
         shard_size: images per shard (default: params.yaml ``ingest.shard_size``).
         params_file: parameters file; missing means built-in defaults.
         overrides: per-section parameter overrides, e.g. ``{"label": {"box_threshold": 0.4}}``.
+        captioner: fine-tuned captioner checkpoint to caption with (``none``: the profile's captioner);
+            default: params.yaml ``models.captioner_checkpoint``. The summary says which one ran.
     """
-    logger = get_run_logger()
-    started = time.perf_counter()
     params = resolve_params(params_file, models, shard_size, overrides)
     if not Path(images).is_dir():
         raise ValueError(f"{images}: images folder not found")
     wd = Workdir.at(workdir)
+    with workdir_lock(wd.root, "a labelling run"):
+        return _label_locked(images, wd, params, captioner)
+
+
+def _label_locked(images: str, wd: Workdir, params, captioner: str | None) -> dict[str, Any]:
+    logger = get_run_logger()
+    started = time.perf_counter()
     scanned = ingest_images(str(Path(images).resolve()), str(wd.manifest_dir), params.ingest.shard_size,
                             params.ingest.max_pixels, str(wd.reports_dir / "ingest_skipped_files.tsv"))
     manifest_paths = scanned["shards"]
-
-    identities = model_identities(params.models.specs())
-    run_id = labelling_run_id(identities, params.label)
-    record = RunRecord(run_id, "build-pseudo-labels", identities, as_dict(params))
-    record.save(wd)
+    plan = plan_run(wd, params, manifest_paths, captioner)
+    run_id = plan.run_id
+    record = begin_attempt(wd, run_id, LABELLING_FLOW, plan.identities, run_params(params, plan))
+    live = _has_label_shards(wd)
     try:
-        build_catalog_task(str(wd.root))  # the new run's shards show up in the catalog as they land
+        build_catalog_task(str(wd.root))  # the run's shards show up in the catalog as they land
     except (OSError, ValueError) as err:  # e.g. a damaged shard: labelling recomputes it, the last build counts
         logger.warning("catalog not refreshed before labelling (%s); it is rebuilt at the end", err)
-    logger.info("labelling run %s: %d shards, models %s", run_id, len(manifest_paths), params.models.profile)
+    logger.info("labelling run %s: %d shards, models %s; captioner: %s", run_id, len(manifest_paths),
+                params.models.profile, plan.captioner.describe())
 
-    label_dict, models_dict = dataclasses.asdict(params.label), dataclasses.asdict(params.models)
+    label_dict, models_dict = dataclasses.asdict(params.label), dataclasses.asdict(plan.models)
     futures = [
         label_shard_task.submit(
-            shard=Path(m).stem,
-            manifest_path=m,
-            out_path=str(wd.labels_dir(run_id) / Path(m).name),
-            fingerprint=shard_fingerprint(m, identities, params.label),
-            run_id=run_id,
-            label=label_dict,
-            models=models_dict,
+            shard=m.stem, manifest_path=str(m), out_path=str(plan.out_path(m)), fingerprint=fp,
+            run_id=run_id, label=label_dict, models=models_dict,
         )
-        for m in manifest_paths
+        for m, fp in zip(plan.manifest_paths, plan.fingerprints, strict=True)
     ]
-    results = _gather_with_progress(futures, logger)
+    # A first run in a workdir has no label files yet, so its catalog view starts empty: rebuild it
+    # once the first shard lands, then DuckDB's glob picks up the next shards by itself.
+    on_first_written = None if live else (lambda: build_catalog_task(str(wd.root)))
+    results = _gather_with_progress(futures, logger, on_first_written)
 
     counts = {s: sum(r["counts"].get(s, 0) for r in results) for s in ("ok", "no_object", "error")}
-    record.state, record.finished_at = "completed", utc_now()
-    record.shards, record.shards_skipped = len(results), sum(r["skipped"] for r in results)
-    record.images, record.seconds = sum(counts.values()), time.perf_counter() - started
-    record.ok, record.no_object, record.error = counts["ok"], counts["no_object"], counts["error"]
+    record.complete(counts, len(results), sum(r["skipped"] for r in results), time.perf_counter() - started)
     record.save(wd)
-    catalog = build_catalog_task(str(wd.root))
-    summary = {
-        "run_id": run_id, "catalog": catalog, "images": record.images, **counts,
-        "shards": record.shards, "shards_skipped": record.shards_skipped, "seconds": round(record.seconds, 2),
-        "unreadable_files": scanned["unreadable"], "skipped_files": len(scanned["skipped"]),
-    }
+    summary = {**summary_of(record, plan, build_catalog_task(str(wd.root))),
+               "unreadable_files": scanned["unreadable"], "skipped_files": len(scanned["skipped"])}
     try:
-        _publish_summary(catalog, summary, wd)
+        _publish_summary(summary["catalog"], summary, wd)
     except OSError as err:  # the labels are done and recorded; previews are a nicety (e.g. a full disk)
         logger.warning("previews not written: %s", err)
     return summary
 
 
-def _gather_with_progress(futures: list, logger) -> list[dict[str, Any]]:
+def _has_label_shards(wd: Workdir) -> bool:
+    return wd.labels_root.is_dir() and any(wd.labels_root.rglob("*.parquet"))
+
+
+def _gather_with_progress(futures: list, logger, on_first_written=None) -> list[dict[str, Any]]:
     """Wait for the shard futures in order, logging images done, throughput and ETA."""
     started, done_images, results = time.perf_counter(), 0, []
     for index, future in enumerate(futures, start=1):
         result = future.result()
         results.append(result)
+        if on_first_written is not None and not result["skipped"]:
+            on_first_written()
+            on_first_written = None
         done_images += sum(result["counts"].values())
         elapsed = time.perf_counter() - started
         rate = done_images / elapsed if elapsed > 0 else 0.0

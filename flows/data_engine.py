@@ -12,6 +12,7 @@ say which labels were used and why.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,7 +87,8 @@ def data_engine(
     reports = wd.root / "reports" / "data-engine"
     scored: dict[str, Any] = {}
     if truth is not None:
-        scored["model_vs_truth"] = evaluate(pred=str(predictions / "pred"), gt=str(truth), missing="skip",
+        heldout_truth = _heldout_truth(predictions / "pred", truth, predictions / "truth")
+        scored["model_vs_truth"] = evaluate(pred=str(predictions / "pred"), gt=str(heldout_truth), missing="skip",
                                             out=str(reports / "model"), method="dedecoder", dataset="heldout",
                                             params_file=params_file)
         scored["labels_vs_truth"] = evaluate(workdir=workdir, run_id=labelled["run_id"], gt=str(truth),
@@ -127,6 +129,19 @@ def training_labels(train_on: str, refined: dict[str, Any] | None) -> tuple[str,
         return "refined", f"refinement run {refined['run_id']} verified its labels: {refined['reason']}"
     return "pseudo", (f"refinement run {refined['run_id']} did not verify its labels ({refined['decision']}): "
                       f"{refined['reason']}")
+
+
+def _heldout_truth(pred_dir: Path, truth: Path, out: Path) -> Path:
+    """``out`` holding the true masks of the held-out images only (the model predicts just those),
+    so scoring the model never reports the training images as missing predictions."""
+    stems = {p.stem for p in pred_dir.glob("*.png")}
+    if out.is_dir():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for mask in sorted(truth.iterdir()):
+        if mask.is_file() and mask.stem in stems:
+            shutil.copy2(mask, out / mask.name)
+    return out
 
 
 def _first_mae(result: dict[str, Any]) -> float | None:

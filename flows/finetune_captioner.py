@@ -2,8 +2,9 @@
 
 The texts come from a JSON-lines file (``texts``; the DVC stage uses the simulated annotator's
 file for the sample set) or from the annotation store of ``workdir`` (what people typed in
-``sodforge annotate``). The checkpoint lands in ``out`` (``models/captioner``); labelling picks it
-up through ``models.captioner_checkpoint`` in params.yaml.
+``sodforge annotate``). The checkpoint lands in ``out`` (``models/captioner-human`` for texts people
+typed; the DVC pipeline writes its own to ``data/models/captioner``). Labelling uses a checkpoint
+only when told: ``models.captioner_checkpoint`` in params.yaml or ``sodforge label --captioner``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def finetune_captioner_flow(
     images: str = "data/raw/sample",
     workdir: str = "data",
     texts: str | None = None,
-    out: str = "models/captioner",
+    out: str = "models/captioner-human",
     metrics_file: str = "data/reports/captioner_metrics.json",
     params_file: str | None = "params.yaml",
     models: str | None = None,
@@ -87,7 +88,7 @@ def deployments(project: Path) -> list:
                 "images": str(project / "data" / "raw" / "sample"),
                 "workdir": str(project / "data"),
                 "texts": str(project / "data" / "annotations" / "simulated_texts.jsonl"),
-                "out": str(project / "models" / "captioner"),
+                "out": str(project / "data" / "models" / "captioner"),  # simulated texts: the DVC stage's checkpoint
                 "metrics_file": str(project / "data" / "reports" / "captioner_metrics.json"),
                 "params_file": str(project / "params.yaml"),
             },

@@ -53,20 +53,48 @@ def sample(
     say(f"wrote {len(items)} images with true masks to {out}")
 
 
+def _finish_if_current(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
+                       captioner: str | None) -> dict | None:
+    """The run's summary when it finished before and nothing is left to label (no Prefect, no
+    models loaded); None when there is work to do."""
+    from engine.catalog import Workdir
+    from engine.catalog.lock import workdir_lock
+    from engine.images.manifest import ingest
+    from engine.labeling.plan import finish_if_current, label_params
+
+    settings = label_params(params, models, shard_size)
+    wd = Workdir.at(workdir)
+    if not wd.labels_root.is_dir():
+        return None  # a first run: nothing can be current yet
+    with workdir_lock(wd.root, "a labelling run"):
+        manifests = ingest(images.resolve(), wd.manifest_dir, settings.ingest.shard_size,
+                           settings.ingest.max_pixels).shard_paths
+        return finish_if_current(wd, settings, manifests, captioner)
+
+
 def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
-               batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None) -> dict:
+               batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None,
+               captioner: str | None = None) -> dict:
     from engine.images.manifest import check_has_images
-    from flows.build_pseudo_labels import build_pseudo_labels, resolve_params, task_runner
-    from sodforge.env import quiet_model_libraries
+    from engine.labeling.plan import choose_run_captioner, label_params
 
     overrides = {"label": {"batch_size": batch_size}} if batch_size is not None else None
-    resolve_params(str(params) if params else None, models, shard_size, overrides)  # bad parameters: fail before any work
+    settings = label_params(params, models, shard_size, overrides)  # bad parameters: fail before any work
     check_has_images(images)  # so does a folder without images
+    if captioner is not None:  # an explicit --captioner that cannot be used stops here, before any work
+        choose_run_captioner(settings.models, captioner)
+    summary = _finish_if_current(images, workdir, models, shard_size, params, captioner)
+    if summary is not None:
+        say(f"nothing to label: run {summary['run_id']} is complete and every shard is current")
+        return summary
+    from flows.build_pseudo_labels import build_pseudo_labels, task_runner
+    from sodforge.env import quiet_model_libraries
+
     quiet_model_libraries()
     flow = build_pseudo_labels.with_options(task_runner=task_runner(dask_workers, dask_address))
     return flow(
         images=str(images), workdir=str(workdir), models=models, shard_size=shard_size,
-        params_file=str(params) if params else None, overrides=overrides,
+        params_file=str(params) if params else None, overrides=overrides, captioner=captioner,
     )
 
 
@@ -78,10 +106,16 @@ def label(
     shard_size: Annotated[int | None, typer.Option(help="Images per shard (default: params.yaml or 512).", min=1)] = None,
     params: Annotated[Path | None, typer.Option(help="params.yaml to read (default: ./params.yaml if present).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per model batch.", min=1)] = None,
+    captioner: Annotated[str | None, typer.Option(help="Fine-tuned captioner checkpoint to caption with (e.g. models/captioner-human); "
+                                                       "'none': the profile's captioner. Default: params.yaml models.captioner_checkpoint.")] = None,
     dask_workers: Annotated[int, typer.Option(help="Scale out on a local Dask cluster of N worker processes (127.0.0.1).", min=0)] = 0,
     dask_address: Annotated[str | None, typer.Option(help="Scale out on an existing Dask cluster (tcp://host:8786).")] = None,
 ) -> None:
-    """Run the labelling flow in-process (no server needed); the catalog lands in WORKDIR."""
+    """Run the labelling flow in-process (no server needed); the catalog lands in WORKDIR.
+
+    A rerun with nothing left to label finishes at once, without starting Prefect. One run per
+    WORKDIR at a time: a second one stops with a message naming the process that holds it.
+    """
     if not images.is_dir():
         _fail(f"{images}: images folder not found")
     if params is None and Path("params.yaml").is_file():
@@ -89,10 +123,11 @@ def label(
     if params is not None and not params.is_file():
         _fail(f"{params}: parameters file not found")
     try:
-        summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address)
+        summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address, captioner)
     except (ValueError, OSError) as err:  # bad input, or a write that failed (the message names the file)
         _fail(str(err))
     console.print_json(json.dumps(summary))
+    say(f"captioner: {summary['captioner']}")
     if summary.get("skipped_files"):
         warn(f"{summary['skipped_files']} files are not images and were skipped "
              f"(listed in {workdir / 'reports' / 'ingest_skipped_files.tsv'})")

@@ -12,6 +12,7 @@ from engine.catalog import build_catalog
 from engine.images.io import MAX_PIXELS
 from engine.images.manifest import ingest
 from engine.labeling import Labeler, label_shard, load_label_models
+from engine.labeling.shard import shard_fingerprint
 from engine.params import LabelParams, ModelsParams
 from engine.storage import shard_is_current, write_text_atomic
 
@@ -79,6 +80,12 @@ def label_shard_task(
     started = time.perf_counter()
     label_models = load_label_models(ModelsParams(**models))
     labeler = Labeler(label_models, LabelParams(**label), run_id)
+    if shard_fingerprint(manifest_path, label_models.identity, labeler.params) != fingerprint:
+        raise RuntimeError(
+            f"{shard}: this worker would label run {run_id} differently than planned (its models, device type, "
+            f"precision or library versions differ: {label_models.identity}); set models.device / models.precision "
+            "explicitly and use the same software on every worker"
+        )
     result = label_shard(manifest_path, out_path, labeler)
     if not result.skipped and not shard_is_current(out_path, fingerprint):
         raise RuntimeError(f"{out_path}: written shard does not carry the expected fingerprint {fingerprint}")

@@ -32,7 +32,9 @@ def test_data_engine_runs_the_chain_and_scores_every_version(prefect_harness, sa
     reports = workdir / "reports" / "data-engine"
     model = json.loads((reports / "model" / "metrics.json").read_text())
     assert set(model["heldout"]) >= {"MAE", "Smeasure", "wFmeasure", "maxFm", "meanEm", "images"}
-    assert 0 < model["heldout"]["images"] < 12  # only the held-out split is scored
+    assert 0 < model["heldout"]["images"] < 12  # only the held-out split is scored ...
+    details = json.loads((reports / "model" / "report" / "details.json").read_text())["datasets"]["heldout"]
+    assert details["skipped"] == []  # ... against its own truth: no "skipped: no prediction" for training images
     assert (workdir / "models" / "sod" / "model.pt").is_file()
 
 

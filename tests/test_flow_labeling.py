@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import duckdb
 import pytest
 
@@ -40,6 +45,17 @@ def test_flow_labels_every_image_once_and_resumes(prefect_harness, sample_set, t
     again = build_pseudo_labels(images=str(sample_set), workdir=str(workdir), shard_size=5, params_file=None)
     assert again["run_id"] == first["run_id"] and again["shards_skipped"] == 3
     assert _rows(workdir) == rows  # nothing redone, no image twice
+    assert again["captioner"].startswith("tiny (the profile's captioner")  # every summary names the captioner
+
+    # A no-op rerun from the command line finishes without Prefect: an unreachable API does not matter.
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    noop = subprocess.run([str(Path(sys.executable).with_name("sodforge")), "label", str(sample_set), "--workdir",
+                           str(workdir), "--shard-size", "5"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
+    assert noop.returncode == 0 and "nothing to label" in noop.stdout, noop.stdout + noop.stderr
+    assert _rows(workdir) == rows
+    with duckdb.connect(str(Workdir.at(workdir).catalog_path), read_only=True) as con:
+        assert con.execute("SELECT state, attempts, images FROM runs").fetchall() == [("completed", 3, 12)]
 
     changed = build_pseudo_labels(
         images=str(sample_set), workdir=str(workdir), shard_size=5, params_file=None,

@@ -12,7 +12,7 @@ from pathlib import Path
 from engine.annotations.records import check_image_id
 from engine.catalog import Workdir
 from engine.images.ids import file_content_id
-from engine.images.manifest import images_root, read_manifest, scan_image_files
+from engine.images.manifest import images_root, load_stat_cache, scan_image_files
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class ImageSet:
         if workdir is not None:
             wd = workdir if isinstance(workdir, Workdir) else Workdir.at(workdir)
             if wd.manifest_dir.is_dir():
-                known = {row["path"]: row for _, rows in read_manifest(wd.manifest_dir) for row in rows}
+                known = load_stat_cache(wd.manifest_dir)
         entries, seen = [], set()
         for path in scan_image_files(root):
             resolved = path.resolve()

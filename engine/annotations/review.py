@@ -17,7 +17,9 @@ from PIL import Image, ImageDraw
 
 from engine.annotations.records import check_image_id, check_run_id
 from engine.catalog import Workdir
+from engine.catalog.runs import recency
 from engine.images import read_rgb
+from engine.images.paths import resolve_stored
 from engine.masks import decode_rle
 
 REVIEW_COLUMNS = (
@@ -40,7 +42,7 @@ def list_runs(workdir: Workdir) -> list[dict]:
     """Labelling runs that have label shards, newest first: ``run_id``, ``started_at``, ``images``."""
     runs = []
     for path in sorted(workdir.runs_dir.glob("*.parquet")) if workdir.runs_dir.is_dir() else []:
-        for row in _read(path, ["run_id", "started_at", "images", "state"]):
+        for row in _read(path):
             if workdir.labels_dir(row["run_id"]).is_dir():
                 runs.append(row)
     known = {r["run_id"] for r in runs}
@@ -48,7 +50,7 @@ def list_runs(workdir: Workdir) -> list[dict]:
         run_id = folder.name.split("=", 1)[1]
         if run_id not in known:
             runs.append({"run_id": run_id, "started_at": None, "images": None, "state": None})
-    return sorted(runs, key=lambda r: (r["started_at"] is not None, r["started_at"] or 0), reverse=True)
+    return sorted(runs, key=lambda r: (r["started_at"] is not None, recency(r) if r["started_at"] else ()), reverse=True)
 
 
 class ReviewIndex:
@@ -74,7 +76,7 @@ class ReviewIndex:
             cached = self._cache.get(run_id)
             if cached is None or cached[0] != key:
                 rows = [
-                    {**row, "shard_file": str(path)}
+                    {**row, "path": resolve_stored(row["path"], self.workdir.root), "shard_file": str(path)}
                     for path in files
                     for row in _read(path, list(REVIEW_COLUMNS))
                     if row["status"] != "error"

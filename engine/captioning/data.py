@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from engine.annotations import AnnotationStore, ImageSet, human_texts
-from engine.images import read_rgb
+from engine.images import file_content_id, read_rgb
 from engine.storage import fingerprint
 
 
@@ -54,7 +54,9 @@ def load_texts_jsonl(path: str | Path, images_root: str | Path) -> list[CaptionE
         image = Path(row["image"]) if Path(row["image"]).is_absolute() else root / row["image"]
         if not image.is_file():
             raise ValueError(f"{path}:{number}: image {image} not found")
-        examples.append(CaptionExample(str(image), row["text"].strip(), str(image.resolve()), row.get("annotator", "")))
+        # group by content id (as texts from the store do): the split and the checkpoint fingerprint
+        # then do not depend on where the project lies, so every clone trains the same captioner
+        examples.append(CaptionExample(str(image), row["text"].strip(), file_content_id(image), row.get("annotator", "")))
     if not examples:
         raise ValueError(f"{path}: no texts in file")
     return examples

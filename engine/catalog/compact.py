@@ -53,15 +53,24 @@ def compacted(files: list[Path], target: Path, schema: pa.Schema | None = None) 
 
 
 def completed_runs(workdir: Workdir) -> set[str]:
-    """Run ids whose run record says ``completed``."""
+    """Run ids whose run record says ``completed`` and that no attempt is changing right now.
+
+    A run whose latest attempt started after its last completion (a rerun in progress, or one that
+    was killed) is read from its live shards, so shards it writes show up as they land.
+    """
     done = set()
     for path in shard_files(workdir.runs_dir):
         try:
-            table = pq.read_table(path, columns=["run_id", "state"])
+            rows = pq.read_table(path).to_pylist()
         except (OSError, pa.ArrowInvalid):
             continue
-        done.update(r["run_id"] for r in table.to_pylist() if r["state"] == "completed")
+        done.update(r["run_id"] for r in rows if r["state"] == "completed" and not _attempt_open(r))
     return done
+
+
+def _attempt_open(record: dict) -> bool:
+    attempt, finished = record.get("last_attempt_at"), record.get("finished_at")
+    return attempt is not None and finished is not None and attempt > finished
 
 
 def compact_dir(workdir: Workdir) -> Path:

@@ -140,14 +140,23 @@ def _labels_sql(workdir: Workdir) -> str:
     with duckdb.connect() as con:
         present = {row[0] for row in con.execute(f"DESCRIBE {source}").fetchall()}
     extra = [f"CAST(NULL AS {kind}) AS {name}" for name, kind in OPTIONAL_LABEL_COLUMNS.items() if name not in present]
-    return f"SELECT *{''.join(', ' + e for e in extra)} FROM ({source})"
+    return f"SELECT * REPLACE ({_absolute('path', workdir.root)} AS path){''.join(', ' + e for e in extra)} FROM ({source})"
+
+
+def _absolute(column: str, root: Path) -> str:
+    """SQL turning a stored path (relative to the workdir, see engine.images.paths) into a file path."""
+    prefix = (str(root).rstrip("/") + "/").replace("'", "''")
+    return f"CASE WHEN {column} IS NULL OR starts_with({column}, '/') THEN {column} ELSE '{prefix}' || {column} END"
 
 
 def _images_sql(workdir: Workdir) -> str:
     files = shard_files(workdir.manifest_dir)
     if not files:
         return _source_sql([], MANIFEST_SCHEMA)
-    return _read(compacted(files, compact_dir(workdir) / "images.parquet", MANIFEST_SCHEMA))
+    paths = ", ".join(f"{_absolute(c, workdir.root)} AS {c}" for c in ("path", "depth_path", "thermal_path", "flow_path"))
+    duplicates = f"list_transform(duplicate_paths, lambda p: {_absolute('p', workdir.root)}) AS duplicate_paths"
+    source = _read(compacted(files, compact_dir(workdir) / "images.parquet", MANIFEST_SCHEMA))
+    return (f"SELECT * REPLACE ({paths}, {duplicates}) FROM ({source})")
 
 
 def view_statements(workdir: Workdir) -> list[str]:

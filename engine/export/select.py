@@ -23,7 +23,8 @@ def _catalog(workdir: str | Path) -> Path:
 
 
 def resolve_run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> str:
-    """``run_id`` if the catalog has labels for it; else (``None``) the newest run by ``runs.started_at``."""
+    """``run_id`` if the catalog has labels for it; else (``None``) the newest run: the one that
+    completed last (:func:`engine.catalog.runs.recency`), runs never completed after those."""
     if run_id is not None:
         found = con.execute("SELECT count(*) FROM labels WHERE run_id = ?", [run_id]).fetchone()[0]
         if not found:
@@ -32,7 +33,7 @@ def resolve_run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> str:
         return run_id
     row = con.execute(
         "SELECT l.run_id FROM (SELECT DISTINCT run_id FROM labels) AS l LEFT JOIN runs AS r USING (run_id) "
-        "ORDER BY r.started_at DESC NULLS LAST, l.run_id DESC LIMIT 1"
+        "ORDER BY r.finished_at DESC NULLS LAST, r.started_at DESC NULLS LAST, l.run_id DESC LIMIT 1"
     ).fetchone()
     if row is None:
         raise ValueError("the catalog holds no labels; run `sodforge label` (and `sodforge catalog build`) first")

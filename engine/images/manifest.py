@@ -4,6 +4,12 @@ A manifest shard is one Parquet file (``images/shard-NNNNN.parquet``) listing a 
 ids with their path, size and the paths of extra modalities (``depth/``, ``thermal/``, ``flow/``
 folders beside the images, matched by file stem). Ingest is incremental: unchanged files are not
 re-hashed, existing shards keep their ids, new images fill the last shard and then new shards.
+
+Shards hold only what identifies the set, never where or when it was scanned: paths are stored
+relative to the workdir (:mod:`engine.images.paths`; :func:`manifest_rows` resolves them), and the
+file sizes and mtimes that let ingest skip re-hashing live in a side file beside the manifest
+folder (``catalog/.images-stat.parquet``). So the same images give byte-identical shards in every
+clone of a project, which DVC needs to call them unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from engine.images.io import (
     read_problem,
     read_size_hw,
 )
+from engine.images.paths import resolve_stored, shard_root, to_stored
 from engine.storage import chunk_ids, fingerprint, read_table, shard_name, write_table_atomic
 
 log = logging.getLogger(__name__)
@@ -40,7 +47,6 @@ MANIFEST_SCHEMA = pa.schema(
         ("height", pa.int32()),
         ("width", pa.int32()),
         ("bytes", pa.int64()),
-        ("mtime_ns", pa.int64()),
         ("depth_path", pa.string()),
         ("thermal_path", pa.string()),
         ("flow_path", pa.string()),
@@ -48,6 +54,20 @@ MANIFEST_SCHEMA = pa.schema(
         ("header_error", pa.string()),
     ]
 )
+
+# Per file (absolute path): what ingest learnt, and the size/mtime that say it is still true.
+STAT_SCHEMA = pa.schema(
+    [
+        ("file", pa.string()),
+        ("bytes", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("image_id", pa.string()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("header_error", pa.string()),
+    ]
+)
+PATH_COLUMNS = ("path", "depth_path", "thermal_path", "flow_path")
 
 
 @dataclass(frozen=True)
@@ -151,14 +171,14 @@ def scan_image_files(root: Path) -> list[Path]:
     return scan_folder(root).images
 
 
-def _modality_paths(set_dir: Path, stem: str) -> dict[str, str | None]:
+def _modality_paths(set_dir: Path, stem: str, root: Path) -> dict[str, str | None]:
     paths: dict[str, str | None] = {}
     for modality in MODALITIES:
         folder = set_dir / modality
         match = None
         if folder.is_dir():
             candidates = sorted(p for p in folder.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            match = str(candidates[0].resolve()) if candidates else None
+            match = to_stored(candidates[0].resolve(), root) if candidates else None
         paths[f"{modality}_path"] = match
     return paths
 
@@ -177,7 +197,9 @@ def _identify(path: Path, key: str, max_pixels: int) -> tuple[str, int | None, i
     return image_id, height, width, None
 
 
-def _describe(path: Path, set_dir: Path, known: dict[str, dict], max_pixels: int = MAX_PIXELS) -> dict:
+def _describe(path: Path, set_dir: Path, root: Path, known: dict[str, dict],
+              max_pixels: int = MAX_PIXELS) -> tuple[dict, dict]:
+    """The manifest row of ``path`` (paths stored relative to ``root``) and its stat-cache row."""
     stat = path.stat()
     key = str(path.resolve())
     previous = known.get(key)
@@ -187,17 +209,45 @@ def _describe(path: Path, set_dir: Path, known: dict[str, dict], max_pixels: int
         image_id, height, width, error = previous["image_id"], previous["height"], previous["width"], None
     else:
         image_id, height, width, error = _identify(path, key, max_pixels)
-    return {
+    row = {
         "image_id": image_id,
-        "path": key,
+        "path": to_stored(key, root),
         "height": height,
         "width": width,
         "bytes": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        **_modality_paths(set_dir, path.stem),
+        **_modality_paths(set_dir, path.stem, root),
         "duplicate_paths": [],
         "header_error": error,
     }
+    cached = {"file": key, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "image_id": image_id,
+              "height": height, "width": width, "header_error": error}
+    return row, cached
+
+
+def stat_cache_path(manifest_dir: str | Path) -> Path:
+    """``catalog/.images-stat.parquet`` for ``catalog/images``: sizes and mtimes, outside the shards."""
+    manifest_dir = Path(manifest_dir)
+    return manifest_dir.parent / f".{manifest_dir.name}-stat.parquet"
+
+
+def load_stat_cache(manifest_dir: str | Path) -> dict[str, dict]:
+    """What an earlier ingest learnt per file (absolute path -> row of :data:`STAT_SCHEMA`), or {}."""
+    try:
+        rows = read_table(stat_cache_path(manifest_dir)).to_pylist()
+    except ValueError:  # missing or unreadable: everything is hashed again
+        return {}
+    return {row["file"]: row for row in rows}
+
+
+def manifest_rows(manifest_path: str | Path) -> list[dict]:
+    """The rows of one manifest shard with their paths resolved to usable (absolute) file paths."""
+    root = shard_root(manifest_path)
+    rows = read_table(manifest_path).to_pylist()
+    for row in rows:
+        for column in PATH_COLUMNS:
+            row[column] = resolve_stored(row.get(column), root)
+        row["duplicate_paths"] = [resolve_stored(p, root) for p in row.get("duplicate_paths") or []]
+    return rows
 
 
 def read_manifest(manifest_dir: Path) -> list[tuple[Path, list[dict]]]:
@@ -248,6 +298,8 @@ def _unique_by_id(rows: Iterable[dict]) -> tuple[dict[str, dict], int]:
 def ingest(set_dir: str | Path, manifest_dir: str | Path, shard_size: int, max_pixels: int = MAX_PIXELS) -> IngestResult:
     """Scan ``set_dir`` and write/refresh manifest shards into ``manifest_dir``.
 
+    Paths are stored relative to the manifest's root (the workdir for ``WORKDIR/catalog/images``,
+    see :func:`engine.images.paths.shard_root`); read them back with :func:`manifest_rows`.
     Images above ``max_pixels``, unreadable files (I/O errors) and files that are not images under an
     image suffix are kept as rows with a ``header_error`` (labelling turns them into ``status = error``
     rows naming the file); other files are listed in ``IngestResult.skipped``. A folder without a
@@ -259,9 +311,12 @@ def ingest(set_dir: str | Path, manifest_dir: str | Path, shard_size: int, max_p
     scan = scan_folder(images_root(set_dir))
     if not scan.images:
         raise ValueError(_no_images_message(images_root(set_dir), scan.skipped))
+    root = shard_root(manifest_dir.resolve() / "shard.parquet")
     existing = _readable_manifest(manifest_dir)
-    known = {row["path"]: row for _, rows in existing for row in rows or []}
-    current, duplicates = _unique_by_id(_describe(path, set_dir, known, max_pixels) for path in scan.images)
+    known = load_stat_cache(manifest_dir)
+    described = [_describe(path, set_dir, root, known, max_pixels) for path in scan.images]
+    current, duplicates = _unique_by_id(row for row, _ in described)
+    stats = [cached for _, cached in described]
 
     shards: list[list[str]] = []
     placed: set[str] = set()
@@ -292,6 +347,8 @@ def ingest(set_dir: str | Path, manifest_dir: str | Path, shard_size: int, max_p
         paths.append(path)
     for stale in sorted(manifest_dir.glob("shard-*.parquet"))[len(shards) :]:
         stale.unlink()
+    if {s["file"]: s for s in stats} != known:
+        write_table_atomic(pa.Table.from_pylist(stats, schema=STAT_SCHEMA), stat_cache_path(manifest_dir))
     previous_ids = {row["image_id"] for _, rows in existing for row in rows or []}
     fresh = sum(1 for image_id in current if image_id not in previous_ids)
     unreadable = sum(1 for row in current.values() if row["header_error"])

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from engine.labeling.boxes import select_boxes
+from engine.labeling.identity import code_identity, runtime_identity
 from engine.labeling.phrase import extract_phrase
 from engine.labeling.quality import measure
 from engine.labeling.record import PseudoLabel
@@ -34,11 +35,13 @@ class LabelModels:
     segmenter: Any
 
     @property
-    def identity(self) -> dict[str, str]:
+    def identity(self) -> dict[str, Any]:
+        """Model identities by role, plus ``runtime``: device type and precision they run with."""
         return {
             "captioner": self.captioner.identity,
             "grounder": self.grounder.identity,
             "segmenter": self.segmenter.identity,
+            "runtime": runtime_identity(getattr(self.captioner, "runtime", None)),
         }
 
 
@@ -49,9 +52,12 @@ def load_label_models(params: ModelsParams, profile: str | None = None) -> Label
     return LabelModels(*(load_model(specs[role], runtime) for role in ("captioner", "grounder", "segmenter")))
 
 
-def labelling_run_id(identities: dict[str, str], params: LabelParams) -> str:
-    """A labelling run is identified by its models and parameters (so a rerun resumes it)."""
-    return fingerprint(identities, params.result_params(), length=6)
+def labelling_run_id(identities: dict[str, Any], params: LabelParams) -> str:
+    """A labelling run is identified by what shapes its labels, so a rerun resumes it and any change
+    starts a new run: ``identities`` (model weights by role and the ``runtime`` device type and
+    precision, as :attr:`LabelModels.identity` gives them), the label parameters, and the labelling
+    code and library versions (:mod:`engine.labeling.identity`)."""
+    return fingerprint(identities, params.result_params(), code_identity(), length=6)
 
 
 @dataclass

@@ -10,8 +10,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.images import ImageReadError, read_rgb
+from engine.images.paths import resolve_stored, shard_root
+from engine.labeling.identity import code_identity
 from engine.labeling.pipeline import ImageItem, Labeler
 from engine.labeling.record import labels_to_table
 from engine.params import LabelParams
@@ -30,13 +33,15 @@ class ShardResult:
 def decode(row: dict) -> ImageItem:
     """Decode one manifest row's image, turning any failure into an error item naming the file.
 
-    A row whose header already failed at ingest (unreadable file, not an image, above
-    ``ingest.max_pixels``) is an error item without another read.
+    The image is read from ``row["file"]`` when given (the stored ``path`` resolved, see
+    :func:`engine.images.manifest.manifest_rows`); the label keeps the stored ``path``. A row whose
+    header already failed at ingest (unreadable file, not an image, above ``ingest.max_pixels``) is
+    an error item without another read.
     """
     if row.get("header_error"):
         return ImageItem(row["image_id"], row["path"], error=row["header_error"])
     try:
-        return ImageItem(row["image_id"], row["path"], rgb=read_rgb(row["path"]))
+        return ImageItem(row["image_id"], row["path"], rgb=read_rgb(row.get("file") or row["path"]))
     except ImageReadError as err:
         return ImageItem(row["image_id"], row["path"], error=str(err))
     except Exception as err:  # noqa: BLE001 - any decoder failure is a per-image error, never a crash
@@ -53,12 +58,13 @@ def _decoded_batches(rows: list[dict], batch_size: int, workers: int) -> Iterato
             yield [future.result() for future in pending.pop(0)]
 
 
-def shard_fingerprint(manifest_path: str | Path, identities: dict[str, str], params: LabelParams) -> str:
-    """hash(manifest shard content, model identities, label parameters that change labels)."""
+def shard_fingerprint(manifest_path: str | Path, identities: dict[str, Any], params: LabelParams) -> str:
+    """hash(manifest shard content, model identities + runtime, label parameters that change labels,
+    labelling code and library versions): see :func:`engine.labeling.pipeline.labelling_run_id`."""
     manifest_fp = read_fingerprint(manifest_path)
     if manifest_fp is None:
         raise ValueError(f"{manifest_path}: manifest shard is missing or corrupt; rerun ingest")
-    return fingerprint(manifest_fp, identities, params.result_params())
+    return fingerprint(manifest_fp, identities, params.result_params(), code_identity())
 
 
 def label_shard(
@@ -74,6 +80,8 @@ def label_shard(
         statuses = read_table(out_path).column("status").to_pylist()
         return ShardResult(out_path, True, {s: statuses.count(s) for s in set(statuses)})
     rows = read_table(manifest_path).to_pylist()
+    root = shard_root(manifest_path)  # stored paths are relative to the workdir; labels keep them so
+    rows = [{**row, "file": resolve_stored(row["path"], root)} for row in rows]
     shard = manifest_path.stem
     labels = []
     for batch in _decoded_batches(rows, labeler.params.batch_size, labeler.params.decode_workers):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from engine.catalog.layout import Workdir
+from engine.catalog.runs import recency
 from engine.masks import decode_rle
 from engine.metrics.benchmarks import Folder
 from engine.metrics.evaluate import EvalItem
@@ -22,17 +23,18 @@ LABEL_COLUMNS = ("image_id", "path", "status", "error", "height", "width", "mask
 
 
 def run_ids(workdir: Workdir) -> list[str]:
-    """Labelling runs with label shards in ``workdir``, oldest first (by the runs table, then name)."""
+    """Labelling runs with label shards in ``workdir``, oldest first: by the runs table's
+    :func:`engine.catalog.runs.recency` (the last to complete is newest), then by name."""
     on_disk = sorted(p.name.removeprefix("run=") for p in workdir.labels_root.glob("run=*") if p.is_dir())
-    started: dict[str, object] = {}
+    records: dict[str, dict] = {}
     for path in sorted(workdir.runs_dir.glob("*.parquet")) if workdir.runs_dir.is_dir() else []:
-        for row in pq.read_table(path, columns=["run_id", "started_at"]).to_pylist():
-            started[row["run_id"]] = row["started_at"]
-    return sorted(on_disk, key=lambda r: (started.get(r) is not None, started.get(r) or 0, r))
+        for row in pq.read_table(path).to_pylist():
+            records[row["run_id"]] = row
+    return sorted(on_disk, key=lambda r: (r in records, recency(records[r]) if r in records else (), r))
 
 
 def latest_run_id(workdir: str | Path | Workdir) -> str:
-    """The newest labelling run of ``workdir`` (by ``runs.started_at``); ValueError if there is none."""
+    """The newest labelling run of ``workdir`` (the last to complete); ValueError if there is none."""
     workdir = workdir if isinstance(workdir, Workdir) else Workdir.at(workdir)
     runs = run_ids(workdir)
     if not runs:

@@ -85,7 +85,9 @@ def _resolve_hub(spec: ModelSpec) -> ResolvedSource:
             raise ValueError(
                 f"model {spec.source!r} ({spec.family}) is neither a local directory nor in the Hugging Face "
                 f"cache, and could not be downloaded ({type(err).__name__}). On a machine with internet run "
-                f"`huggingface-cli download {spec.source}`, or point the profile at a local directory."
+                f"`hf download {spec.source}` (then copy ~/.cache/huggingface/hub, or set HF_HOME, on this "
+                f"machine; HF_HUB_OFFLINE=1 stops download attempts), or `hf download {spec.source} --local-dir DIR` "
+                "and point the profile at DIR (README: Models)."
             ) from err
     commit = Path(directory).name
     return ResolvedSource(Path(directory), f"{spec.family}:hf:{spec.source}@{commit}")

@@ -33,8 +33,10 @@ import pyarrow.parquet as pq
 import yaml
 
 from engine.catalog.layout import Workdir
+from engine.catalog.runs import recency
 from engine.images import file_content_id
 from engine.images.io import read_size_hw
+from engine.images.paths import resolve_stored, shard_root
 from engine.params import as_dict, load_section
 from engine.refine.data import RefineItem
 from engine.refine.gate import holdout_ids
@@ -98,7 +100,7 @@ def find_source_run(workdir: Workdir, source_run: str | None = None) -> str:
         runs.extend(r for r in read_table(path).to_pylist() if r["flow"] == LABELLING_FLOW and r["state"] == "completed")
     runs = [r for r in runs if any(workdir.labels_dir(r["run_id"]).glob("shard-*.parquet"))]
     if runs:
-        return max(runs, key=lambda r: r["started_at"])["run_id"]
+        return max(runs, key=recency)["run_id"]  # the one that completed last
     found = sorted(p.name.split("=", 1)[1] for p in workdir.labels_root.glob("run=*") if any(p.glob("shard-*.parquet")))
     if len(found) == 1:
         return found[0]
@@ -142,8 +144,12 @@ def _second_path(manifest_row: dict | None, choice: str) -> str | None:
     return next((manifest_row.get(f"{n}_path") for n in names if manifest_row.get(f"{n}_path")), None)
 
 
-def _shard_rows(shard: Path) -> list[dict]:
-    """A source shard's rows, checked for the columns refinement needs (ValueError names the file)."""
+def source_rows(shard: str | Path) -> list[dict]:
+    """A source shard's rows, checked for the columns refinement needs (ValueError names the file).
+
+    ``path`` comes back as a file path: stored paths are relative to the shard's root
+    (:func:`engine.images.paths.shard_root`) and are resolved here.
+    """
     try:
         table = read_table(shard)
     except (OSError, ValueError, pa.ArrowException) as err:
@@ -151,7 +157,8 @@ def _shard_rows(shard: Path) -> list[dict]:
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise ValueError(f"{shard}: not a label shard (missing columns {missing}; need {list(REQUIRED_COLUMNS)})")
-    return table.to_pylist()
+    root = shard_root(shard)
+    return [{**row, "path": resolve_stored(row["path"], root)} for row in table.to_pylist()]
 
 
 def row_status(row: dict) -> str:
@@ -186,7 +193,7 @@ def _item_rows(shards: list[Path], manifest_dir: Path | None, second: str) -> tu
         manifest_path = manifest_dir / shard.name if manifest_dir is not None else None
         manifest = ({r["image_id"]: r for r in read_table(manifest_path).to_pylist()}
                     if manifest_path is not None and manifest_path.is_file() else {})
-        for row in _shard_rows(shard):
+        for row in source_rows(shard):
             image_id = row_image_id(row)
             if row_status(row) == "error" or row["height"] is None or image_id is None:
                 continue  # unreadable images are copied through with their error
@@ -194,8 +201,10 @@ def _item_rows(shards: list[Path], manifest_dir: Path | None, second: str) -> tu
             if problem:
                 skipped[image_id] = problem
                 continue
+            second_path = _second_path(manifest.get(image_id), second)
             rows.append({"index": len(rows), "image_id": image_id, "path": row["path"],
-                         "second_path": _second_path(manifest.get(image_id), second), "shard": shard.stem,
+                         "second_path": resolve_stored(second_path, shard_root(manifest_path)) if second_path else None,
+                         "shard": shard.stem,
                          "mask_rle": row["mask_rle"], "height": row["height"], "width": row["width"]})
     return rows, skipped
 

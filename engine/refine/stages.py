@@ -26,11 +26,20 @@ import numpy as np
 import torch
 
 from engine.images import read_rgb
+from engine.images.paths import shard_root, to_stored
 from engine.refine.data import make_loader, resize_mask, resolve_device, upsample_label
 from engine.refine.gate import ProbeResult, ProbeSample, decide, probe_sample, spr_rounds, summarize_probe
 from engine.refine.models import build_cue_extractor, build_detector
 from engine.refine.par import PixelAdaptiveRefiner
-from engine.refine.plan import RefinePlan, load_items, load_plan, refine_items, row_image_id, row_status
+from engine.refine.plan import (
+    RefinePlan,
+    load_items,
+    load_plan,
+    refine_items,
+    row_image_id,
+    row_status,
+    source_rows,
+)
 from engine.refine.records import refined_row, refined_table, reject_full_mask, source_mask
 from engine.refine.spr import LabelBank
 from engine.refine.train import train_cue_extractor, train_detector, write_cue_labels
@@ -231,7 +240,8 @@ def _refine_rows(plan: RefinePlan, source_shard: str | Path, gate: dict) -> list
              if r["shard"] == Path(source_shard).stem}
     apply = gate["decision"] in ("refined", "unverified")
     rows = []
-    for row in read_table(source_shard).to_pylist():
+    out_root = shard_root(plan.out_path(source_shard))
+    for row in source_rows(source_shard):
         row.setdefault("shard", Path(source_shard).stem)
         image_id = row.get("image_id") or row_image_id(row)
         i, source = index.get(image_id), source_mask(row)
@@ -245,6 +255,7 @@ def _refine_rows(plan: RefinePlan, source_shard: str | Path, gate: dict) -> list
             image = read_rgb(row["path"]) if params.update.guide else None
             update = update_label(source, init, labels.array[i] / 255.0, image, params.update, params.par)
             out = refined_row(row, plan.run_id, plan.source_run, update, _cue(cues, i, source.shape))
+        out["path"] = to_stored(out["path"], out_root)  # relative to the refined shard's own root
         rows.append(reject_full_mask(out, params.update.reject_source_above))
     return rows
 

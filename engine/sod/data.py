@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from engine.images import read_rgb
+from engine.images.paths import resolve_stored, shard_root
 from engine.masks import decode_rle
 
 LABEL_COLUMNS = ["image_id", "path", "run_id", "status", "height", "width", "mask_rle", "quality_score"]
@@ -65,9 +66,11 @@ def read_label_rows(shards: list[Path], min_quality: float | None = None) -> lis
             table = pq.read_table(shard, columns=LABEL_COLUMNS)
         except (OSError, ValueError, KeyError) as err:
             raise ValueError(f"{shard}: not a label shard ({err})") from err
+        root = shard_root(shard)  # label shards store image paths relative to their workdir / folder
         for row in table.to_pylist():
             if row["status"] != "ok" or not row["mask_rle"]:
                 continue
+            row["path"] = resolve_stored(row["path"], root)
             if min_quality is not None and (row["quality_score"] is None or row["quality_score"] < min_quality):
                 continue
             rows.setdefault(row["image_id"], row)

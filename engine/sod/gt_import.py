@@ -18,6 +18,7 @@ from PIL import Image
 from engine.images import IMAGE_SUFFIXES, ImageReadError, file_content_id
 from engine.images.io import read_size_hw
 from engine.images.manifest import images_root, scan_image_files
+from engine.images.paths import shard_root, to_stored
 from engine.labeling.record import PseudoLabel, labels_to_table
 from engine.masks import connected_components, encode_rle, mask_area_fraction
 from engine.storage import chunk_ids, fingerprint, shard_is_current, shard_name, write_table_atomic
@@ -51,8 +52,8 @@ def read_mask(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
     return grey > 127
 
 
-def _label(image: Path, masks_dir: Path, run_id: str, shard: str) -> PseudoLabel:
-    image_id, path = file_content_id(image), str(image.resolve())
+def _label(image: Path, masks_dir: Path, run_id: str, shard: str, root: Path) -> PseudoLabel:
+    image_id, path = file_content_id(image), to_stored(image.resolve(), root)  # relative: clones match
     mask_path = find_mask(masks_dir, image.stem)
     try:
         if mask_path is None:
@@ -104,11 +105,11 @@ def import_mask_folder(images: str | Path, out_dir: str | Path, masks: str | Pat
     for index, chunk in enumerate(chunk_ids([str(f) for f in files], shard_size)):
         shard = shard_name(index)
         path = run_dir / f"{shard}.parquet"
-        shard_fp = fingerprint(run_id, chunk)
+        shard_fp = fingerprint(run_id, chunk, "stored-paths")
         if shard_is_current(path, shard_fp):
             statuses = pq.read_table(path, columns=["status"])["status"].to_pylist()
         else:
-            labels = [_label(Path(f), masks_dir, run_id, shard) for f in chunk]
+            labels = [_label(Path(f), masks_dir, run_id, shard, shard_root(path.resolve())) for f in chunk]
             write_table_atomic(labels_to_table(labels), path, shard_fp)
             statuses = [label.status for label in labels]
         for status in statuses:

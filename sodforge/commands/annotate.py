@@ -201,7 +201,8 @@ def finetune_captioner(
     images: ImagesOpt = Path("data/raw/sample"),
     workdir: WorkdirOpt = Path("data"),
     texts: Annotated[Path | None, typer.Option(help="JSON-lines texts (default: the annotation store of WORKDIR).")] = None,
-    out: Annotated[Path, typer.Option(help="Checkpoint directory.")] = Path("models/captioner"),
+    out: Annotated[Path, typer.Option(help="Checkpoint directory (the DVC pipeline's own is data/models/captioner; "
+                                           "label with it: sodforge label --captioner DIR).")] = Path("models/captioner-human"),
     metrics: Annotated[Path, typer.Option(help="Metric JSON (DVC).")] = Path("data/reports/captioner_metrics.json"),
     models: Annotated[str | None, typer.Option(help="Profile whose captioner is the base (default: params.yaml).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override finetune.epochs.")] = None,
@@ -223,6 +224,8 @@ def finetune_captioner(
     summary = {k: result[k] for k in ("before", "after", "train_loss_first", "train_loss_last", "reused")}
     console.print_json(json.dumps(summary))
     say(f"checkpoint: {result['out_dir']}  metrics: {metrics}")
+    say(f"label with it: sodforge label IMAGES --workdir DIR --captioner {out} "
+        f"(or set models.captioner_checkpoint: {out} in params.yaml)")
 
 
 def register(app: typer.Typer) -> None:

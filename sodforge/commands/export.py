@@ -25,7 +25,7 @@ def export(
     out: Annotated[Path, typer.Option(help="Output folder (must be empty, or an earlier export with --overwrite).")],
     where: Annotated[str | None, typer.Option(help="SQL condition on the catalog's label_quality view (+ mask_rle), e.g. "
                                                    "\"quality_score >= 0.5 AND status = 'ok'\" (default: status = 'ok').")] = None,
-    run: Annotated[str | None, typer.Option(help="Labelling run id (default: the newest).")] = None,
+    run: Annotated[str | None, typer.Option(help="Labelling run id (default: the run that completed last; the output names it).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out (only once the new one is "
                                                  "complete: a killed export keeps the earlier one).")] = False,
 ) -> None:
@@ -43,6 +43,10 @@ def export(
     except (ValueError, OSError) as err:  # bad input, or a failed write (named); an earlier export is kept
         fail(err)
     say(result.summary())
+    if run is None:
+        say(f"(no --run given: run {result.run_id} is the labelling run that completed last; "
+            f"list runs with: sodforge catalog sql \"SELECT run_id, state, finished_at, models FROM runs\" "
+            f"--workdir {workdir})")
     if result.skipped:
         say_labelled(f"{len(result.skipped)} skipped", f"(reasons in {Path(result.out) / 'export.json'})", "yellow")
     if result.reencoded:

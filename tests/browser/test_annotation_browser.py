@@ -19,7 +19,7 @@ import duckdb
 import pytest
 from annotation_support import RUN_ID, make_labelled_workdir
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("SODFORGE_CHROMIUM", "/usr/bin/chromium")  # make test installs Debian's
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
 pytestmark = pytest.mark.slow
 

@@ -221,7 +221,7 @@ def load_bert_tokenizer(checkpoint: Path, tokenizer: str | None = None):
             tried.append(f"{candidate} ({type(err).__name__})")
     raise ValueError(
         f"{checkpoint}: the GroundingDINO processor needs the bert-base-uncased tokenizer, found none "
-        f"(tried {', '.join(tried)}). Run `huggingface-cli download bert-base-uncased` on a machine with "
+        f"(tried {', '.join(tried)}). Run `hf download bert-base-uncased` on a machine with "
         "internet, or set SODFORGE_BERT_TOKENIZER to a directory holding its vocab.txt / tokenizer files."
     )
 
