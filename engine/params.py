@@ -61,6 +61,7 @@ class ModelsParams:
     profile: str = "tiny"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False  # torch.compile the fixed-shape image encoders (SAM, BLIP); pays on long GPU runs
     profiles: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
     # Fine-tuned BLIP (finetune-captioner); replaces the profile's captioner once it is finished and was
     # fine-tuned from that same captioner (see engine.captioning.checkpoint).
@@ -99,11 +100,18 @@ class LabelParams:
     max_boxes: int = 5
     box_policy: Literal["best", "union"] = "union"
     mask_threshold: float = 0.0
+    # SAM: one mask per box (SAM's convention for a box prompt, Grounded-SAM's call); true: three
+    # candidates and the best predicted IoU is kept.
+    sam_multimask: bool = False
+    # GroundingDINO canvas = resized image rounded up to this (pixels, masked): images of one canvas
+    # share a model call. 1 = no padding (only equal sizes batch). Changes boxes slightly (README).
+    ground_pad_multiple: int = 32
     batch_size: int = 8
     decode_workers: int = 2
+    finish_workers: int = 1
     shard_workers: int = 1
 
-    PERFORMANCE_KEYS = ("batch_size", "decode_workers", "shard_workers")
+    PERFORMANCE_KEYS = ("batch_size", "decode_workers", "finish_workers", "shard_workers")
 
     def result_params(self) -> dict[str, Any]:
         """The parameters that change labels (performance knobs such as batch size excluded)."""
@@ -116,6 +124,7 @@ class LabelParams:
             (0.0 < self.nms_iou <= 1.0, "nms_iou must be in (0, 1]"),
             (self.max_boxes >= 1, "max_boxes must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.ground_pad_multiple >= 1, "ground_pad_multiple must be >= 1"),
             (self.box_policy in ("best", "union"), "box_policy must be 'best' or 'union'"),
             (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
         ]

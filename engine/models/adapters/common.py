@@ -1,23 +1,70 @@
-"""Shared loading helpers for the transformers adapters."""
+"""Shared loading helpers for the transformers adapters: dtype, SDPA, fp32 islands, compile."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from engine.models.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 
 def from_pretrained(model_cls: Any, directory: str, runtime: Runtime) -> Any:
-    """Load ``model_cls`` from ``directory`` onto ``runtime`` in eval mode, preferring SDPA attention."""
+    """Load ``model_cls`` from ``directory`` onto ``runtime`` in eval mode.
+
+    Weights come in ``runtime.dtype`` (bf16/fp16 on CUDA, fp32 on CPU). SDPA attention where the
+    architecture has it (transformers 5.24: SAM yes; BLIP and GroundingDINO have only their eager
+    attention, so they fall back to it).
+    """
+    kwargs = {"dtype": runtime.dtype}
     try:
-        model = model_cls.from_pretrained(directory, attn_implementation="sdpa")
+        model = model_cls.from_pretrained(directory, attn_implementation="sdpa", **kwargs)
     except (ValueError, ImportError):
-        model = model_cls.from_pretrained(directory)
+        model = model_cls.from_pretrained(directory, **kwargs)
     return model.to(runtime.device).eval()
 
 
 def to_device(batch: Any, runtime: Runtime) -> dict[str, torch.Tensor]:
     """Move a processor's output (a mapping of tensors) onto the runtime's device."""
     return {key: value.to(runtime.device) if torch.is_tensor(value) else value for key, value in batch.items()}
+
+
+def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
+    if torch.is_tensor(value) and value.is_floating_point():
+        return value.to(dtype)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_cast_floats(v, dtype) for v in value)
+    return value
+
+
+def fp32_island(module: nn.Module, out_dtype: torch.dtype | None = None) -> nn.Module:
+    """Run ``module`` in fp32 inside a reduced-precision model: coordinates, boxes, Fourier features.
+
+    Its weights are cast to fp32, its floating inputs too, and autocast is off inside it, so a box
+    coordinate of 1000.5 px is not rounded to bf16's 8-bit mantissa (4 px steps at 1024). Outputs
+    are cast to ``out_dtype`` when given (``None``: stay fp32, promoting what they are added to).
+    """
+    module.float()
+    inner: Callable[..., Any] = module.forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        device_type = next((a.device.type for a in args if torch.is_tensor(a)), "cpu")
+        with torch.autocast(device_type=device_type, enabled=False):
+            out = inner(*_cast_floats(args, torch.float32), **{k: _cast_floats(v, torch.float32) for k, v in kwargs.items()})
+        return _cast_floats(out, out_dtype) if out_dtype is not None else out
+
+    module.forward = forward
+    return module
+
+
+def maybe_compile(module: nn.Module, runtime: Runtime, name: str) -> None:
+    """``torch.compile`` ``module`` in place when the runtime asks for it (fixed-shape encoders only)."""
+    if not runtime.compile:
+        return
+    log.info("torch.compile %s (first batches are slow while it compiles)", name)
+    module.compile(dynamic=False)
