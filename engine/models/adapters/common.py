@@ -14,19 +14,37 @@ from engine.models.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def from_pretrained(model_cls: Any, directory: str, runtime: Runtime) -> Any:
+def from_pretrained(
+    model_cls: Any, directory: str, runtime: Runtime, fp32_modules: Callable[[nn.Module], list[nn.Module]] | None = None
+) -> Any:
     """Load ``model_cls`` from ``directory`` onto ``runtime`` in eval mode.
 
-    Weights come in ``runtime.dtype`` (bf16/fp16 on CUDA, fp32 on CPU). SDPA attention where the
-    architecture has it (transformers 5.24: SAM yes; BLIP and GroundingDINO have only their eager
-    attention, so they fall back to it).
+    Weights end in ``runtime.dtype`` (bf16/fp16 on CUDA, fp32 on CPU), except the modules
+    ``fp32_modules(model)`` names, which keep the checkpoint's fp32 values (loading everything in
+    bf16 and casting back would keep bf16's rounding). SDPA attention where the architecture has it
+    (transformers 5.24: SAM yes; BLIP and GroundingDINO have only their eager attention).
     """
-    kwargs = {"dtype": runtime.dtype}
     try:
-        model = model_cls.from_pretrained(directory, attn_implementation="sdpa", **kwargs)
+        model = model_cls.from_pretrained(directory, attn_implementation="sdpa", dtype=torch.float32)
     except (ValueError, ImportError):
-        model = model_cls.from_pretrained(directory, **kwargs)
-    return model.to(runtime.device).eval()
+        model = model_cls.from_pretrained(directory, dtype=torch.float32)
+    model = model.to(runtime.device).eval()
+    if runtime.dtype != torch.float32:
+        keep = fp32_modules(model) if fp32_modules is not None else []
+        cast_except(model, runtime.dtype, keep)
+    return model
+
+
+def cast_except(model: nn.Module, dtype: torch.dtype, keep: list[nn.Module]) -> None:
+    """Cast floating parameters and buffers of ``model`` to ``dtype``, except inside ``keep``."""
+    kept = {id(p) for module in keep for p in [*module.parameters(), *module.buffers()]}
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            if id(param) not in kept and param.is_floating_point() and param.dtype != dtype:
+                param.data = param.data.to(dtype)
+        for name, buffer in module.named_buffers(recurse=False):
+            if id(buffer) not in kept and buffer.is_floating_point() and buffer.dtype != dtype:
+                module._buffers[name] = buffer.to(dtype)
 
 
 def to_device(batch: Any, runtime: Runtime) -> dict[str, torch.Tensor]:
@@ -45,11 +63,11 @@ def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
 def fp32_island(module: nn.Module, out_dtype: torch.dtype | None = None) -> nn.Module:
     """Run ``module`` in fp32 inside a reduced-precision model: coordinates, boxes, Fourier features.
 
-    Its weights are cast to fp32, its floating inputs too, and autocast is off inside it, so a box
-    coordinate of 1000.5 px is not rounded to bf16's 8-bit mantissa (4 px steps at 1024). Outputs
-    are cast to ``out_dtype`` when given (``None``: stay fp32, promoting what they are added to).
+    Its floating inputs are cast to fp32 and autocast is off inside it, so a box coordinate of
+    1000.5 px is not rounded to bf16's 8-bit mantissa (4 px steps at 1024). Outputs are cast to
+    ``out_dtype`` when given (``None``: stay fp32, promoting what they are added to). Its weights
+    must be fp32 already (see ``from_pretrained(fp32_modules=...)``).
     """
-    module.float()
     inner: Callable[..., Any] = module.forward
 
     def forward(*args: Any, **kwargs: Any) -> Any:

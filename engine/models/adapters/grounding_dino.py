@@ -123,7 +123,14 @@ class GroundingDinoGrounder:
         return clean_label(self.processor.tokenizer.decode(tokens))
 
 
-def keep_box_math_fp32(model: Any) -> None:
+def box_heads(model: Any) -> list[torch.nn.Module]:
+    """The MLP heads that predict box deltas and query positions from reference boxes."""
+    from transformers.models.grounding_dino.modeling_grounding_dino import GroundingDinoMLPPredictionHead
+
+    return [m for m in model.modules() if isinstance(m, GroundingDinoMLPPredictionHead)]
+
+
+def keep_box_math_fp32(model: Any, dtype: torch.dtype) -> None:
     """In a bf16/fp16 GroundingDINO, keep proposals, reference points and box heads in fp32.
 
     Box deltas are added to inverse-sigmoid reference boxes layer after layer; in bf16 each step
@@ -132,7 +139,6 @@ def keep_box_math_fp32(model: Any) -> None:
     """
     from transformers.models.grounding_dino.modeling_grounding_dino import GroundingDinoMLPPredictionHead
 
-    dtype = next(model.parameters()).dtype
     for name, module in model.named_modules():
         if isinstance(module, GroundingDinoMLPPredictionHead):
             fp32_island(module, out_dtype=dtype if name.endswith("reference_points_head") else None)
@@ -158,8 +164,8 @@ def load_grounding_dino(source: ResolvedSource, runtime: Runtime) -> GroundingDi
     """
     from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-    model = from_pretrained(GroundingDinoForObjectDetection, str(source.directory), runtime)
+    model = from_pretrained(GroundingDinoForObjectDetection, str(source.directory), runtime, fp32_modules=box_heads)
     if runtime.dtype != torch.float32:
-        keep_box_math_fp32(model)
+        keep_box_math_fp32(model, runtime.dtype)
     processor = AutoProcessor.from_pretrained(str(source.directory))
     return GroundingDinoGrounder(model, processor, runtime, source.identity)

@@ -142,14 +142,20 @@ class SamSegmenter:
             )
 
 
+def _fourier_features(model: Any) -> list[torch.nn.Module]:
+    """SAM's random-Fourier positional encoders (image grid and prompt coordinates): phases of
+    ``2 pi (2x - 1) @ G`` turn bf16's coordinate rounding into sign flips of sin/cos."""
+    return list({id(m): m for m in (model.shared_image_embedding, model.prompt_encoder.shared_embedding)}.values())
+
+
 @register("sam")
 def load_sam(source: ResolvedSource, runtime: Runtime) -> SamSegmenter:
     from transformers import AutoProcessor, SamModel
 
-    model = from_pretrained(SamModel, str(source.directory), runtime)
+    model = from_pretrained(SamModel, str(source.directory), runtime, fp32_modules=_fourier_features)
     if runtime.dtype != torch.float32:  # box corners and the positional grid as Fourier features in fp32
-        fp32_island(model.shared_image_embedding, out_dtype=runtime.dtype)
-        fp32_island(model.prompt_encoder.shared_embedding, out_dtype=runtime.dtype)
+        for module in _fourier_features(model):
+            fp32_island(module, out_dtype=runtime.dtype)
     maybe_compile(model.vision_encoder, runtime, "SAM image encoder")
     processor = AutoProcessor.from_pretrained(str(source.directory))
     return SamSegmenter(model, processor, runtime, source.identity)
