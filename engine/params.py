@@ -108,7 +108,7 @@ class LabelParams:
     ground_pad_multiple: int = 32
     batch_size: int = 8
     decode_workers: int = 2
-    finish_workers: int = 1
+    finish_workers: int = 2
     shard_workers: int = 1
 
     PERFORMANCE_KEYS = ("batch_size", "decode_workers", "finish_workers", "shard_workers")

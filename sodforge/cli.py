@@ -58,13 +58,15 @@ def sample(
 
 
 def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
-               batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None) -> dict:
+               batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None,
+               gpus: str | None = None) -> dict:
     from flows.build_pseudo_labels import build_pseudo_labels, task_runner
+    from flows.gpu_cluster import parse_gpus
     from sodforge.env import quiet_model_libraries
 
     quiet_model_libraries()
     overrides = {"label": {"batch_size": batch_size}} if batch_size else None
-    flow = build_pseudo_labels.with_options(task_runner=task_runner(dask_workers, dask_address))
+    flow = build_pseudo_labels.with_options(task_runner=task_runner(dask_workers, dask_address, parse_gpus(gpus)))
     return flow(
         images=str(images), workdir=str(workdir), models=models, shard_size=shard_size,
         params_file=str(params) if params else None, overrides=overrides,
@@ -81,6 +83,7 @@ def label(
     batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
     dask_workers: Annotated[int, typer.Option(help="Scale out on a local Dask cluster of N worker processes (127.0.0.1).")] = 0,
     dask_address: Annotated[str | None, typer.Option(help="Scale out on an existing Dask cluster (tcp://host:8786).")] = None,
+    gpus: Annotated[str | None, typer.Option(help="One model replica per GPU: 'all' or a list like 0,1,2,3 (Dask workers pinned with CUDA_VISIBLE_DEVICES).")] = None,
 ) -> None:
     """Run the labelling flow in-process (no server needed); the catalog lands in WORKDIR."""
     if not images.is_dir():
@@ -88,7 +91,7 @@ def label(
     if params is None and Path("params.yaml").is_file():
         params = Path("params.yaml")
     try:
-        summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address)
+        summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address, gpus)
     except ValueError as err:
         _fail(str(err))
     console.print_json(json.dumps(summary))

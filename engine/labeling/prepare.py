@@ -148,9 +148,11 @@ def prepared_batches(rows: list[dict], batch_size: int, workers: int, preparer: 
     """Decode + prepare ``rows`` on ``workers`` threads, collate on one more, one batch ahead.
 
     At most two batches are held (the one the caller runs and the next), so memory is bounded by
-    the batch size, not the shard.
+    the batch size, not the shard. The first batch is a quarter batch, so the models start after a
+    few images instead of a whole batch.
     """
-    chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    first = max(1, batch_size // 4)
+    chunks = [rows[:first]] + [rows[i : i + batch_size] for i in range(first, len(rows), batch_size)] if rows else []
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="prepare") as pool, \
             ThreadPoolExecutor(1, thread_name_prefix="collate") as collator:
 

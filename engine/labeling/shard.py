@@ -59,14 +59,32 @@ def label_shard(
     return ShardResult(out_path, False, {s: statuses.count(s) for s in set(statuses)})
 
 
+def canvas_order(rows: list[dict], labeler: Labeler) -> list[int]:
+    """Row indices sorted by GroundingDINO canvas (from the manifest's sizes), so each batch holds few
+    canvases and the grounder makes few calls; rows without a known size go last, in order."""
+    transform = labeler.preparer.transforms["ground"]
+
+    def key(index: int) -> tuple:
+        height, width = rows[index].get("height"), rows[index].get("width")
+        if not height or not width:
+            return (1, 0, 0, index)
+        return (0, *transform.canvas(transform.output_size((height, width))), index)
+
+    return sorted(range(len(rows)), key=key)
+
+
 def _label_rows(rows: list[dict], shard: str, labeler: Labeler, on_batch: Callable[[int], None] | None) -> list[PseudoLabel]:
-    """Prepare (workers) -> models (this thread) -> finish (workers), overlapped; labels in row order."""
+    """Prepare (workers) -> models (this thread) -> finish (workers), overlapped; labels in row order.
+
+    Rows run in :func:`canvas_order` (an image's label does not depend on its batch companions)."""
     p = labeler.params
+    order = canvas_order(rows, labeler)
     done: list[PseudoLabel] = []
     unfinished: deque[list[Future]] = deque()
     with ThreadPoolExecutor(max(1, p.finish_workers), thread_name_prefix="finish") as finishers:
-        for batch in prepared_batches(rows, p.batch_size, p.decode_workers, labeler.preparer):
-            pending = labeler.run_models(batch)
+        for batch in prepared_batches([rows[i] for i in order], p.batch_size, p.decode_workers, labeler.preparer):
+            with timed("model_thread"):
+                pending = labeler.run_models(batch)
             unfinished.append([finishers.submit(labeler.finish, item, shard) for item in pending])
             while len(unfinished) > 2:  # bound the model outputs waiting to be finished
                 done.extend(future.result() for future in unfinished.popleft())
@@ -74,7 +92,10 @@ def _label_rows(rows: list[dict], shard: str, labeler: Labeler, on_batch: Callab
                 on_batch(len(batch))
         while unfinished:
             done.extend(future.result() for future in unfinished.popleft())
-    return done
+    labels: list[PseudoLabel | None] = [None] * len(rows)
+    for index, label in zip(order, done, strict=True):
+        labels[index] = label
+    return labels
 
 
-__all__ = ["ShardResult", "decode", "label_shard", "shard_fingerprint"]
+__all__ = ["ShardResult", "canvas_order", "decode", "label_shard", "shard_fingerprint"]

@@ -55,6 +55,10 @@ def load_blip(source: ResolvedSource, runtime: Runtime) -> BlipCaptioner:
     from transformers import AutoProcessor, BlipForConditionalGeneration
 
     model = from_pretrained(BlipForConditionalGeneration, str(source.directory), runtime)
+    return build_captioner(model, AutoProcessor.from_pretrained(str(source.directory)), runtime, source.identity)
+
+
+def build_captioner(model: Any, processor: Any, runtime: Runtime, identity: str) -> BlipCaptioner:
+    """The adapter around a placed ``BlipForConditionalGeneration``."""
     maybe_compile(model.vision_model, runtime, "BLIP vision encoder")
-    processor = AutoProcessor.from_pretrained(str(source.directory))
-    return BlipCaptioner(model, processor, runtime, source.identity)
+    return BlipCaptioner(model, processor, runtime, identity)

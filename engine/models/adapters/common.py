@@ -28,6 +28,11 @@ def from_pretrained(
         model = model_cls.from_pretrained(directory, attn_implementation="sdpa", dtype=torch.float32)
     except (ValueError, ImportError):
         model = model_cls.from_pretrained(directory, dtype=torch.float32)
+    return place(model, runtime, fp32_modules)
+
+
+def place(model: nn.Module, runtime: Runtime, fp32_modules: Callable[[nn.Module], list[nn.Module]] | None = None) -> Any:
+    """An fp32 model on ``runtime``'s device in eval mode, cast to ``runtime.dtype`` but ``fp32_modules``."""
     model = model.to(runtime.device).eval()
     if runtime.dtype != torch.float32:
         keep = fp32_modules(model) if fp32_modules is not None else []

@@ -165,7 +165,11 @@ def load_grounding_dino(source: ResolvedSource, runtime: Runtime) -> GroundingDi
     from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
     model = from_pretrained(GroundingDinoForObjectDetection, str(source.directory), runtime, fp32_modules=box_heads)
+    return build_grounder(model, AutoProcessor.from_pretrained(str(source.directory)), runtime, source.identity)
+
+
+def build_grounder(model: Any, processor: Any, runtime: Runtime, identity: str) -> GroundingDinoGrounder:
+    """The adapter around a placed GroundingDINO (see ``common.place(..., box_heads)``)."""
     if runtime.dtype != torch.float32:
         keep_box_math_fp32(model, runtime.dtype)
-    processor = AutoProcessor.from_pretrained(str(source.directory))
-    return GroundingDinoGrounder(model, processor, runtime, source.identity)
+    return GroundingDinoGrounder(model, processor, runtime, identity)

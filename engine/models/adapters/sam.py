@@ -142,7 +142,7 @@ class SamSegmenter:
             )
 
 
-def _fourier_features(model: Any) -> list[torch.nn.Module]:
+def fourier_features(model: Any) -> list[torch.nn.Module]:
     """SAM's random-Fourier positional encoders (image grid and prompt coordinates): phases of
     ``2 pi (2x - 1) @ G`` turn bf16's coordinate rounding into sign flips of sin/cos."""
     return list({id(m): m for m in (model.shared_image_embedding, model.prompt_encoder.shared_embedding)}.values())
@@ -152,10 +152,14 @@ def _fourier_features(model: Any) -> list[torch.nn.Module]:
 def load_sam(source: ResolvedSource, runtime: Runtime) -> SamSegmenter:
     from transformers import AutoProcessor, SamModel
 
-    model = from_pretrained(SamModel, str(source.directory), runtime, fp32_modules=_fourier_features)
+    model = from_pretrained(SamModel, str(source.directory), runtime, fp32_modules=fourier_features)
+    return build_segmenter(model, AutoProcessor.from_pretrained(str(source.directory)), runtime, source.identity)
+
+
+def build_segmenter(model: Any, processor: Any, runtime: Runtime, identity: str) -> SamSegmenter:
+    """The adapter around a placed ``SamModel`` (see ``common.place(..., fourier_features)``)."""
     if runtime.dtype != torch.float32:  # box corners and the positional grid as Fourier features in fp32
-        for module in _fourier_features(model):
+        for module in fourier_features(model):
             fp32_island(module, out_dtype=runtime.dtype)
     maybe_compile(model.vision_encoder, runtime, "SAM image encoder")
-    processor = AutoProcessor.from_pretrained(str(source.directory))
-    return SamSegmenter(model, processor, runtime, source.identity)
+    return SamSegmenter(model, processor, runtime, identity)
