@@ -105,7 +105,7 @@ class LabelParams:
     sam_multimask: bool = False
     # GroundingDINO canvas = resized image rounded up to this (pixels, masked): images of one canvas
     # share a model call. 1 = no padding (only equal sizes batch). Changes boxes slightly (README).
-    ground_pad_multiple: int = 32
+    ground_pad_multiple: int = 8
     batch_size: int = 8
     decode_workers: int = 2
     finish_workers: int = 2

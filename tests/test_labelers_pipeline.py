@@ -21,7 +21,7 @@ from engine.images import read_rgb
 from engine.labeling import ImageItem, Labeler, LabelModels
 from engine.masks import decode_rle
 from engine.models.outputs import BoxMasks, Detections
-from engine.models.preprocess import ImageTransform
+from engine.models.preprocess import ImageTransform, collate
 from engine.models.registry import clear_model_cache, load_model
 from engine.models.runtime import resolve_runtime
 from engine.params import LabelParams, ModelSpec
@@ -158,9 +158,13 @@ def _signature(label) -> dict:
 
 def test_batch_equals_single_image(tiny_models, sample_items):
     items = list(sample_items[:4])
-    odd = cv2.resize(items[1].rgb, (100, 70))  # another size: GroundingDINO would pad it in a mixed batch
+    odd = cv2.resize(items[1].rgb, (100, 70))  # another size and canvas
     items[1] = ImageItem("odd", "odd.png", rgb=odd)
+    near = cv2.resize(items[2].rgb, (130, 96))  # resized 128x173, canvas 128x176: shares a padded call with 128x170
+    items[2] = ImageItem("near", "near.png", rgb=near)
     labeler = Labeler(tiny_models, LabelParams(box_threshold=0.2, batch_size=4), "run0")
+    prepared = labeler.preparer.collate([labeler.preparer.prepare(item) for item in items])
+    assert sorted(len(rows) for rows, _ in prepared.ground) == [1, 3]  # one call for the three 128x176 canvases
     batch = labeler.label_batch(items, "s0")
     single = [labeler.label_batch([item], "s0")[0] for item in items]
     for a, b in zip(batch, single, strict=True):
@@ -185,7 +189,7 @@ def test_thresholds_filter_real_detections(tiny_models, sample_items):
         # written by the pre-prefetch labeller (processors on the model thread, multimask, equal-size
         # grounding batches): the fast path with those settings reproduces it
         ("labelers_tiny.json", dict(sam_multimask=True, ground_pad_multiple=1)),
-        ("labelers_tiny_defaults.json", {}),  # single SAM mask, 32 px grounding canvases
+        ("labelers_tiny_defaults.json", {}),  # single SAM mask, 8 px grounding canvases
     ],
 )
 def test_golden_outputs_of_the_tiny_chain(tiny_models, sample_items, golden, params):
@@ -233,3 +237,39 @@ def test_fine_tuned_blip_directory_loads_through_the_registry(tiny_models_dir, t
     with torch.no_grad():
         ids = model.generate(pixel_values=processor(images=[sample_items[1].rgb], return_tensors="pt")["pixel_values"], max_new_tokens=8)
     assert captioner.caption([sample_items[1].rgb], max_new_tokens=8) == [" ".join(processor.batch_decode(ids, skip_special_tokens=True)[0].split())]
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [("dog. [SEP]", "dog"), ("[CLS] red car .", "red car"), ("a dog. a cat.", "a dog a cat"), ("what?", "what"), ("", "")],
+)
+def test_box_labels_lose_separator_dots_and_special_tokens(raw, clean):
+    from engine.models.adapters.grounding_dino import clean_label
+
+    assert clean_label(raw) == clean
+
+
+def test_grounder_labels_are_words_of_the_phrase(tiny_models, sample_items):
+    found = tiny_models.grounder.detect([item.rgb for item in sample_items[:3]], ["red disk"] * 3, 0.0, 0.0)
+    labels = [label for detections in found for label in detections.labels]
+    assert labels and all(label and set(label.split()) <= {"red", "disk"} for label in labels), labels
+
+
+def test_sam_single_mask_by_default_multimask_as_a_parameter(tiny_models, sample_items):
+    assert LabelParams().sam_multimask is False and LabelParams().result_params()["sam_multimask"] is False
+    assert LabelParams(sam_multimask=True).result_params() != LabelParams().result_params()  # a new labelling run
+    segmenter = tiny_models.segmenter
+    image, boxes = sample_items[0].rgb, np.array([[10, 8, 90, 70], [40, 30, 120, 90]], np.float32)
+    inputs = segmenter.processor(images=[image], input_boxes=[boxes.tolist()], return_tensors="pt")
+    with torch.inference_mode():
+        embedding = segmenter.model.get_image_embeddings(inputs["pixel_values"])
+        single = segmenter.model(image_embeddings=embedding, input_boxes=inputs["input_boxes"], multimask_output=False)
+        multi = segmenter.model(image_embeddings=embedding, input_boxes=inputs["input_boxes"], multimask_output=True)
+    pixels = collate([segmenter.transform.resize(image)], [image.shape[:2]], segmenter.transform, normalize_now=True)
+    for multimask, out in ((False, single), (True, multi)):
+        (low,) = segmenter.segment_pixels(pixels, [boxes], multimask)
+        best = out.iou_scores[0].argmax(-1)
+        want = out.pred_masks[0, torch.arange(2), best]
+        torch.testing.assert_close(low.logits, want, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(low.pred_iou, out.iou_scores[0, torch.arange(2), best], atol=1e-5, rtol=1e-5)
+    assert single.pred_masks.shape[2] == 1 and multi.pred_masks.shape[2] == 3

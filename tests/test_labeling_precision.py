@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from engine.images import read_rgb
-from engine.labeling import ImageItem, Labeler, LabelModels
+from engine.labeling import Labeler, LabelModels
 from engine.masks import decode_rle
 from engine.models.preprocess import collate
 from engine.models.registry import clear_model_cache, load_model
@@ -142,18 +142,30 @@ def test_sam_prompts_embeddings_and_masks(pair, images):
     assert np.median(ious) >= 0.85
 
 
-def test_labeller_end_to_end(pair, images):
-    ref, low = pair
-    items = [ImageItem(f"im{i}", f"im{i}.png", rgb=rgb) for i, rgb in enumerate(images)]
+def test_labeller_end_to_end(pair, images, tmp_path_factory):
+    """Whole shards through ``label_shard`` (prefetch threads, uint8 upload on CUDA, finish threads)."""
+    from engine.images.manifest import ingest
+    from engine.labeling import label_shard
+    from engine.storage import read_table
+
+    folder = tmp_path_factory.mktemp("precision-images")
+    (folder / "images").mkdir()
+    for index, rgb in enumerate(images):
+        cv2.imwrite(str(folder / "images" / f"im{index:02d}.png"), rgb[:, :, ::-1])
+    manifest = ingest(folder, folder / "manifest", shard_size=len(images)).shard_paths[0]
     params = LabelParams(max_new_tokens=4, box_threshold=0.2, batch_size=8)
-    want = [label for start in range(0, 24, 8) for label in Labeler(ref, params, "r").label_batch(items[start:start + 8], "s")]
-    got = [label for start in range(0, 24, 8) for label in Labeler(low, params, "r").label_batch(items[start:start + 8], "s")]
-    assert all(label.status != "error" for label in got), [label.error for label in got if label.error]
-    assert np.mean([g.status == w.status for g, w in zip(got, want, strict=True)]) >= 0.9
-    assert np.mean([g.category == w.category for g, w in zip(got, want, strict=True)]) >= 0.5
+    rows = {}
+    for name, models in zip(("want", "got"), pair, strict=True):
+        out = folder / f"{name}.parquet"
+        label_shard(manifest, out, Labeler(models, params, "r"))
+        rows[name] = sorted(read_table(out).to_pylist(), key=lambda row: row["path"])
+    want, got = rows["want"], rows["got"]
+    assert len(got) == len(images) and all(g["status"] != "error" for g in got), [g["error"] for g in got]
+    assert np.mean([g["status"] == w["status"] for g, w in zip(got, want, strict=True)]) >= 0.9
+    assert np.mean([g["category"] == w["category"] for g, w in zip(got, want, strict=True)]) >= 0.5
     ious = []
     for g, w in zip(got, want, strict=True):
-        if g.mask_rle and w.mask_rle:
-            a, b = decode_rle(g.mask_rle, (g.height, g.width)), decode_rle(w.mask_rle, (w.height, w.width))
+        if g["mask_rle"] and w["mask_rle"]:
+            a, b = decode_rle(g["mask_rle"], (g["height"], g["width"])), decode_rle(w["mask_rle"], (w["height"], w["width"]))
             ious.append((a & b).sum() / max(1, (a | b).sum()))
     assert len(ious) >= 12 and np.median(ious) >= 0.5
