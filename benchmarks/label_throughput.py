@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sam-multimask", action="store_true", help="three SAM masks per box, best IoU kept (both paths)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the image encoders (--real)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--warmup", type=int, default=4, help="images run once through both paths before timing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peak-tflops", type=float, default=None, help="bf16 dense peak of the GPU, if not in the table")
     args = parser.parse_args(argv)
@@ -282,10 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
         image_set = pick_images(args.data, count, workdir, args.seed)
         manifest, rows = _ingest(image_set, workdir, "manifest")
         sizes = sorted({(r["height"], r["width"]) for r in rows})
-        warm_set = pick_images(args.data, min(4, count), workdir / "warm", args.seed + 1)
-        warm_manifest, warm_rows = _ingest(warm_set, workdir, "warm-manifest")
-        run_ours(models, params, warm_manifest, workdir / "warm.parquet")  # first-call costs out of the timings
-        run_naive(models, params, warm_rows)
+        if args.warmup > 0:  # first-call costs (allocations, compilation) out of the timings
+            warm_set = pick_images(args.data, args.warmup, workdir / "warm", args.seed + 1)
+            warm_manifest, warm_rows = _ingest(warm_set, workdir, "warm-manifest")
+            run_ours(models, params, warm_manifest, workdir / "warm.parquet")
+            run_naive(models, params, warm_rows)
         if torch_device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(torch_device)
         with BusySampler(torch_device) as sampler:

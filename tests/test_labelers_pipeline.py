@@ -273,3 +273,19 @@ def test_sam_single_mask_by_default_multimask_as_a_parameter(tiny_models, sample
         torch.testing.assert_close(low.logits, want, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(low.pred_iou, out.iou_scores[0, torch.arange(2), best], atol=1e-5, rtol=1e-5)
     assert single.pred_masks.shape[2] == 1 and multi.pred_masks.shape[2] == 3
+
+
+class _FailingTransform(ImageTransform):
+    def resize(self, rgb):
+        if int(rgb[0, 0, 0]) == 21:
+            raise MemoryError("resize ran out of memory")
+        return super().resize(rgb)
+
+
+def test_an_image_that_cannot_be_prepared_costs_only_itself():
+    captioner = FakeCaptioner({})
+    captioner.transform = _FailingTransform("none", scale=1.0)
+    labels = _labeler(captioner).label_batch([_item(20), _item(21), _item(22)], "s0")
+    assert [label.status for label in labels] == ["ok", "error", "ok"]
+    assert labels[1].error == "/imgs/21.png: could not be prepared (MemoryError: resize ran out of memory)"
+    assert labels[1].height == 16 and labels[1].width == 20
