@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: cpu for --quick, auto for --real)")
     parser.add_argument("--images", type=int, default=None, help="images per path (default 48 quick, 256 real)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 4 quick, 32 real")
-    parser.add_argument("--workers", type=int, default=2, help="prepare (decode/resize/normalise) threads")
+    parser.add_argument("--workers", type=int, default=None, help="prepare (decode/resize/normalise) threads (2 quick, 6 real)")
     parser.add_argument("--finish-workers", type=int, default=LabelParams.finish_workers, help="mask upscale / quality / RLE threads")
     parser.add_argument("--ground-pad-multiple", type=int, default=LabelParams.ground_pad_multiple)
     parser.add_argument("--sam-multimask", action="store_true", help="three SAM masks per box, best IoU kept (both paths)")
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     real = args.real
     device = args.device or ("auto" if real else "cpu")
     count = args.images or (256 if real else 48)
-    params = LabelParams(batch_size=args.batch_size or (32 if real else 4), decode_workers=args.workers,
+    params = LabelParams(batch_size=args.batch_size or (32 if real else 4), decode_workers=args.workers or (6 if real else 2),
                          finish_workers=args.finish_workers, ground_pad_multiple=args.ground_pad_multiple,
                          sam_multimask=args.sam_multimask)
     with tempfile.TemporaryDirectory(prefix="label-bench-") as tmp:
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
             "device_name": torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else "cpu",
             "data": str(args.data) if args.data else "generated", "images": n, "distinct_sizes": len(sizes),
             "batch_size": params.batch_size, "ground_pad_multiple": params.ground_pad_multiple,
-            "sam_multimask": params.sam_multimask, "threads": args.threads, "workers": args.workers,
+            "sam_multimask": params.sam_multimask, "threads": args.threads, "workers": params.decode_workers,
             "ours_img_s": round(n / ours_s, 3), "naive_img_s": round(n / naive_s, 3), "ratio": round(naive_s / ours_s, 3),
             "ours_ms_per_img": round(1000 * ours_s / n, 2), "naive_ms_per_img": round(1000 * naive_s / n, 2),
             "overhead_ms_per_img": round(1000 * (ours_s - model_s) / n, 2),

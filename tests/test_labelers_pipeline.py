@@ -168,7 +168,10 @@ def test_batch_equals_single_image(tiny_models, sample_items):
     batch = labeler.label_batch(items, "s0")
     single = [labeler.label_batch([item], "s0")[0] for item in items]
     for a, b in zip(batch, single, strict=True):
-        assert (a.status, a.caption, a.phrase, a.box_count, a.mask_rle) == (b.status, b.caption, b.phrase, b.box_count, b.mask_rle)
+        assert (a.status, a.caption, a.phrase, a.box_count) == (b.status, b.caption, b.phrase, b.box_count)
+        # SAM decodes all boxes of a batch in one call: float noise (~2e-6) may flip a boundary pixel
+        mask_a, mask_b = (decode_rle(x.mask_rle, (x.height, x.width)) for x in (a, b))
+        assert (mask_a != mask_b).mean() <= 0.001
         np.testing.assert_allclose(a.boxes_xyxy, b.boxes_xyxy, atol=1e-3)
         np.testing.assert_allclose(a.box_scores, b.box_scores, atol=1e-5)
 

@@ -113,14 +113,19 @@ class GroundingDinoGrounder:
             boxes = corners[row][kept] * torch.tensor([width, height, width, height], dtype=torch.float32)
             boxes[:, [0, 2]] = boxes[:, [0, 2]].clamp(0, width)
             boxes[:, [1, 3]] = boxes[:, [1, 3]].clamp(0, height)
-            ids = input_ids[row].tolist()
-            labels = [self._label(ids, posmap) for posmap in posmaps[row][kept]]
+            labels = self._labels(input_ids[row].numpy(), posmaps[row][kept].numpy())
             out.append(Detections(boxes.numpy().astype(np.float32), scores[row][kept].numpy().astype(np.float32), labels))
         return out
 
-    def _label(self, ids: list[int], posmap: torch.Tensor) -> str:
-        tokens = [ids[i] for i in posmap.nonzero().flatten().tolist() if i < len(ids) and ids[i] not in self._skip_ids]
-        return clean_label(self.processor.tokenizer.decode(tokens))
+    def _labels(self, ids: np.ndarray, posmaps: np.ndarray) -> list[str]:
+        """The text span of each box (``posmaps``: ``(K, T) bool``), decoded once per distinct span."""
+        if not len(posmaps):
+            return []
+        width = min(len(ids), posmaps.shape[1])
+        usable = np.array([int(i) not in self._skip_ids for i in ids[:width]], dtype=bool)
+        spans, inverse = np.unique(posmaps[:, :width] & usable, axis=0, return_inverse=True)
+        texts = [clean_label(self.processor.tokenizer.decode(ids[:width][span].tolist())) for span in spans]
+        return [texts[i] for i in np.asarray(inverse).reshape(-1)]
 
 
 def box_heads(model: Any) -> list[torch.nn.Module]:
