@@ -292,3 +292,15 @@ def test_an_image_that_cannot_be_prepared_costs_only_itself():
     assert [label.status for label in labels] == ["ok", "error", "ok"]
     assert labels[1].error == "/imgs/21.png: could not be prepared (MemoryError: resize ran out of memory)"
     assert labels[1].height == 16 and labels[1].width == 20
+
+
+@pytest.mark.parametrize("size_hw", [(96, 128), (128, 37), (61, 61), (33, 127)])
+def test_sam_finish_equals_the_processors_post_processing(tiny_models, size_hw):
+    from engine.models.adapters.sam import LowResMasks
+
+    segmenter = tiny_models.segmenter
+    resized = segmenter.transform.output_size(size_hw)
+    logits = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    want = segmenter.processor.post_process_masks(logits[None, :, None], [size_hw], [resized], binarize=False)[0][:, 0]
+    got = segmenter.finish(LowResMasks(logits, torch.ones(3), size_hw, resized, segmenter.transform.pad_hw))
+    assert np.array_equal(got.masks, (want > 0).numpy())

@@ -41,6 +41,24 @@ def stability_score(logits: torch.Tensor, threshold: float, offset: float = STAB
     return torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(outer))
 
 
+def _upscale_crop(low: torch.Tensor, canvas_hw: tuple[int, int], crop_hw: tuple[int, int]) -> torch.Tensor:
+    """``interpolate(low, canvas_hw)[..., :crop_h, :crop_w]`` (bilinear), computing only the crop.
+
+    With an integer factor ``f = canvas / low``, output rows ``< crop_h`` read input rows up to
+    ``floor((crop_h - 0.5) / f - 0.5) + 1``; upscaling just those rows by the same factor gives the
+    same values (same source coordinates, no edge clamp inside the crop). Other factors: full size.
+    """
+    (height, width), (crop_h, crop_w) = low.shape[-2:], crop_hw
+    if canvas_hw[0] % height or canvas_hw[1] % width:
+        full = F.interpolate(low, canvas_hw, mode="bilinear", align_corners=False)
+        return full[..., :crop_h, :crop_w]
+    fh, fw = canvas_hw[0] // height, canvas_hw[1] // width
+    rows = min(height, int((crop_h - 0.5) / fh - 0.5) + 2)
+    cols = min(width, int((crop_w - 0.5) / fw - 0.5) + 2)
+    part = F.interpolate(low[..., :rows, :cols], (rows * fh, cols * fw), mode="bilinear", align_corners=False)
+    return part[..., :crop_h, :crop_w]
+
+
 @dataclass
 class LowResMasks:
     """SAM's chosen low-resolution output for the boxes of one image.
@@ -132,8 +150,7 @@ class SamSegmenter:
     def finish(low: LowResMasks, mask_threshold: float = 0.0) -> BoxMasks:
         """Full-size masks, predicted IoU and stability (``SamProcessor.post_process_masks``'s resampling)."""
         with torch.inference_mode():
-            logits = F.interpolate(low.logits[:, None], low.canvas_hw, mode="bilinear", align_corners=False)
-            logits = logits[..., : low.resized_hw[0], : low.resized_hw[1]]
+            logits = _upscale_crop(low.logits[:, None], low.canvas_hw, low.resized_hw)
             logits = F.interpolate(logits, low.original_hw, mode="bilinear", align_corners=False)[:, 0]
             return BoxMasks(
                 masks=(logits > mask_threshold).cpu().numpy(),
