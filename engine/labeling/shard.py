@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.labeling.pipeline import Labeler
-from engine.labeling.prepare import decode, prepared_batches
+from engine.labeling.prepare import decode, lower_thread_priority, prepared_batches
 from engine.labeling.record import PseudoLabel, labels_to_table
 from engine.models.timing import timed
 from engine.params import LabelParams
@@ -81,17 +81,19 @@ def _label_rows(rows: list[dict], shard: str, labeler: Labeler, on_batch: Callab
     order = canvas_order(rows, labeler)
     done: list[PseudoLabel] = []
     unfinished: deque[list[Future]] = deque()
-    with ThreadPoolExecutor(max(1, p.finish_workers), thread_name_prefix="finish") as finishers:
+    with ThreadPoolExecutor(max(1, p.finish_workers), thread_name_prefix="finish", initializer=lower_thread_priority) as finishers:
         for batch in prepared_batches([rows[i] for i in order], p.batch_size, p.decode_workers, labeler.preparer):
             with timed("model_thread"):
                 pending = labeler.run_models(batch)
             unfinished.append([finishers.submit(labeler.finish, item, shard) for item in pending])
-            while len(unfinished) > 2:  # bound the model outputs waiting to be finished
-                done.extend(future.result() for future in unfinished.popleft())
+            with timed("wait_finish"):
+                while len(unfinished) > 2:  # bound the model outputs waiting to be finished
+                    done.extend(future.result() for future in unfinished.popleft())
             if on_batch is not None:
                 on_batch(len(batch))
-        while unfinished:
-            done.extend(future.result() for future in unfinished.popleft())
+        with timed("wait_finish"):
+            while unfinished:
+                done.extend(future.result() for future in unfinished.popleft())
     labels: list[PseudoLabel | None] = [None] * len(rows)
     for index, label in zip(order, done, strict=True):
         labels[index] = label
