@@ -61,7 +61,7 @@ class ModelsParams:
     profile: str = "tiny"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    compile: bool = False  # torch.compile the fixed-shape image encoders (SAM, BLIP); pays on long GPU runs
+    compile: bool = False  # torch.compile the fixed-shape image encoders (SAM, BLIP); GPU, long runs
     profiles: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
     # Fine-tuned BLIP (finetune-captioner); replaces the profile's captioner once it is finished and was
     # fine-tuned from that same captioner (see engine.captioning.checkpoint).
