@@ -81,6 +81,7 @@ class ModelsParams:
     profile: str = "tiny"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False  # torch.compile the fixed-shape image encoders (SAM, BLIP); GPU, long runs
     profiles: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
     # Fine-tuned BLIP (finetune-captioner); replaces the profile's captioner once it is finished and was
     # fine-tuned from that same captioner (see engine.captioning.checkpoint).
@@ -129,11 +130,18 @@ class LabelParams:
     max_boxes: int = bounded(5, ge=1)
     box_policy: Literal["best", "union"] = "union"
     mask_threshold: float = 0.0  # SAM mask logit threshold (any real number)
+    # SAM: one mask per box (SAM's convention for a box prompt, Grounded-SAM's call); true: three
+    # candidates and the best predicted IoU is kept.
+    sam_multimask: bool = False
+    # GroundingDINO canvas = resized image rounded up to this (pixels, masked): images of one canvas
+    # share a model call. 1 = no padding (only equal sizes batch). Changes boxes slightly (README).
+    ground_pad_multiple: int = bounded(8, ge=1)
     batch_size: int = bounded(8, ge=1)
     decode_workers: int = bounded(2, ge=1)
+    finish_workers: int = bounded(2, ge=1)
     shard_workers: int = bounded(1, ge=1)
 
-    PERFORMANCE_KEYS = ("batch_size", "decode_workers", "shard_workers")
+    PERFORMANCE_KEYS = ("batch_size", "decode_workers", "finish_workers", "shard_workers")
 
     def result_params(self) -> dict[str, Any]:
         """The parameters that change labels (performance knobs such as batch size excluded)."""

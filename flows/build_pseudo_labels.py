@@ -89,10 +89,12 @@ def _label_locked(images: str, wd: Workdir, params, captioner: str | None) -> di
     results = _gather_with_progress(futures, logger, on_first_written)
 
     counts = {s: sum(r["counts"].get(s, 0) for r in results) for s in ("ok", "no_object", "error")}
+    workers = [r.get("worker") for r in results if r.get("worker")]
     record.complete(counts, len(results), sum(r["skipped"] for r in results), time.perf_counter() - started)
     record.save(wd)
     summary = {**summary_of(record, plan, build_catalog_task(str(wd.root))),
-               "unreadable_files": scanned["unreadable"], "skipped_files": len(scanned["skipped"])}
+               "unreadable_files": scanned["unreadable"], "skipped_files": len(scanned["skipped"]),
+               "shards_per_worker": {w: workers.count(w) for w in sorted(set(workers))}}
     try:
         _publish_summary(summary["catalog"], summary, wd)
     except OSError as err:  # the labels are done and recorded; previews are a nicety (e.g. a full disk)
@@ -158,21 +160,24 @@ def render_previews(catalog: str, run_id: str, out_dir: Path, count: int = 16) -
     return sheets
 
 
-def task_runner(dask_workers: int = 0, dask_address: str | None = None):
+def task_runner(dask_workers: int = 0, dask_address: str | None = None, gpus: list[str] | None = None):
     """Threads in this process by default; Dask (prefect-dask) to scale out.
 
     ``dask_address`` connects to an existing cluster (``tcp://scheduler:8786``); ``dask_workers > 0``
-    starts a local cluster of that many single-threaded worker processes bound to 127.0.0.1. Each
-    worker process loads the models once and keeps them.
+    starts a local cluster of that many single-threaded worker processes bound to 127.0.0.1;
+    ``gpus`` (``["0", "1"]``) starts one worker per GPU, pinned with ``CUDA_VISIBLE_DEVICES``
+    (:mod:`flows.gpu_cluster`). Each worker process loads the models once and keeps them.
     """
-    if dask_address and dask_workers:
-        raise ValueError("give either dask_address (an existing cluster) or dask_workers (a local one), not both")
-    if not dask_address and dask_workers <= 0:
+    if sum(bool(x) for x in (dask_address, dask_workers, gpus)) > 1:
+        raise ValueError("give one of dask_address (an existing cluster), dask_workers or gpus (a local one), not both")
+    if not dask_address and dask_workers <= 0 and not gpus:
         return ThreadPoolTaskRunner(max_workers=1)
     from prefect_dask import DaskTaskRunner
 
     if dask_address:
         return DaskTaskRunner(address=dask_address)
+    if gpus:
+        return DaskTaskRunner(cluster_class="flows.gpu_cluster.gpu_cluster", cluster_kwargs={"devices": list(gpus)})
     return DaskTaskRunner(
         cluster_kwargs={
             "n_workers": dask_workers, "threads_per_worker": 1, "processes": True,

@@ -74,7 +74,7 @@ def _finish_if_current(images: Path, workdir: Path, models: str, shard_size: int
 
 def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None, params: Path | None,
                batch_size: int | None, dask_workers: int = 0, dask_address: str | None = None,
-               captioner: str | None = None) -> dict:
+               captioner: str | None = None, gpus: str | None = None) -> dict:
     from engine.images.manifest import check_has_images
     from engine.labeling.plan import choose_run_captioner, label_params
 
@@ -88,10 +88,11 @@ def _run_label(images: Path, workdir: Path, models: str, shard_size: int | None,
         say(f"nothing to label: run {summary['run_id']} is complete and every shard is current")
         return summary
     from flows.build_pseudo_labels import build_pseudo_labels, task_runner
+    from flows.gpu_cluster import parse_gpus
     from sodforge.env import quiet_model_libraries
 
     quiet_model_libraries()
-    flow = build_pseudo_labels.with_options(task_runner=task_runner(dask_workers, dask_address))
+    flow = build_pseudo_labels.with_options(task_runner=task_runner(dask_workers, dask_address, parse_gpus(gpus)))
     return flow(
         images=str(images), workdir=str(workdir), models=models, shard_size=shard_size,
         params_file=str(params) if params else None, overrides=overrides, captioner=captioner,
@@ -110,6 +111,7 @@ def label(
                                                        "'none': the profile's captioner. Default: params.yaml models.captioner_checkpoint.")] = None,
     dask_workers: Annotated[int, typer.Option(help="Scale out on a local Dask cluster of N worker processes (127.0.0.1).", min=0)] = 0,
     dask_address: Annotated[str | None, typer.Option(help="Scale out on an existing Dask cluster (tcp://host:8786).")] = None,
+    gpus: Annotated[str | None, typer.Option(help="One model replica per GPU: 'all' or a list like 0,1,2,3 (Dask workers pinned with CUDA_VISIBLE_DEVICES).")] = None,
 ) -> None:
     """Run the labelling flow in-process (no server needed); the catalog lands in WORKDIR.
 
@@ -123,7 +125,8 @@ def label(
     if params is not None and not params.is_file():
         _fail(f"{params}: parameters file not found")
     try:
-        summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address, captioner)
+        summary = _run_label(images, workdir, models, shard_size, params, batch_size, dask_workers, dask_address,
+                             captioner, gpus)
     except (ValueError, OSError) as err:  # bad input, or a write that failed (the message names the file)
         _fail(str(err))
     console.print_json(json.dumps(summary))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -94,7 +95,15 @@ def label_shard_task(
         "%s: %s %s in %.1f s", shard, "skipped (current)" if result.skipped else "labelled",
         result.counts, seconds,
     )
-    return {"path": str(result.path), "skipped": result.skipped, "counts": result.counts, "seconds": seconds}
+    return {"path": str(result.path), "skipped": result.skipped, "counts": result.counts, "seconds": seconds,
+            "worker": worker_label(label_models.runtime)}
+
+
+def worker_label(runtime: Any) -> str:
+    """Which process and device labelled a shard: ``pid 123 cuda:0 (CUDA_VISIBLE_DEVICES=2)``."""
+    pinned = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = f" (CUDA_VISIBLE_DEVICES={pinned})" if pinned is not None else ""
+    return f"pid {os.getpid()} {getattr(runtime, 'device', 'unknown')}{where}"
 
 
 @task(name="build-catalog", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, tags=["io"])

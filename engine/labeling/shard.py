@@ -1,22 +1,26 @@
 """Label one manifest shard into one label shard (Parquet, written atomically, fingerprinted).
 
-Images are decoded on CPU threads one batch ahead of the models, so decoding overlaps inference;
-at most two batches of decoded images are held in memory.
+Three stages overlap: worker threads decode and prepare the next batch (``decode_workers``), the
+calling thread runs the models on this one, and ``finish_workers`` threads turn the previous
+batches' model outputs into labels. At most two prepared batches and two batches of unfinished
+model outputs are held, so memory is bounded by the batch size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.images import ImageReadError, read_rgb
 from engine.images.paths import resolve_stored, shard_root
 from engine.labeling.identity import code_identity
-from engine.labeling.pipeline import ImageItem, Labeler
-from engine.labeling.record import labels_to_table
+from engine.labeling.pipeline import Labeler
+from engine.labeling.prepare import decode, lower_thread_priority, prepared_batches
+from engine.labeling.record import PseudoLabel, labels_to_table
+from engine.models.timing import timed
 from engine.params import LabelParams
 from engine.storage import fingerprint, read_fingerprint, read_table, shard_is_current, write_table_atomic
 
@@ -28,34 +32,6 @@ class ShardResult:
     path: Path
     skipped: bool
     counts: dict[str, int]
-
-
-def decode(row: dict) -> ImageItem:
-    """Decode one manifest row's image, turning any failure into an error item naming the file.
-
-    The image is read from ``row["file"]`` when given (the stored ``path`` resolved, see
-    :func:`engine.images.manifest.manifest_rows`); the label keeps the stored ``path``. A row whose
-    header already failed at ingest (unreadable file, not an image, above ``ingest.max_pixels``) is
-    an error item without another read.
-    """
-    if row.get("header_error"):
-        return ImageItem(row["image_id"], row["path"], error=row["header_error"])
-    try:
-        return ImageItem(row["image_id"], row["path"], rgb=read_rgb(row.get("file") or row["path"]))
-    except ImageReadError as err:
-        return ImageItem(row["image_id"], row["path"], error=str(err))
-    except Exception as err:  # noqa: BLE001 - any decoder failure is a per-image error, never a crash
-        return ImageItem(row["image_id"], row["path"], error=f"{row['path']}: {type(err).__name__}: {err}")
-
-
-def _decoded_batches(rows: list[dict], batch_size: int, workers: int) -> Iterator[list[ImageItem]]:
-    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
-        pending = [[pool.submit(decode, row) for row in batches[0]]] if batches else []
-        for index in range(len(batches)):
-            if index + 1 < len(batches):  # decode the next batch while the caller runs the models
-                pending.append([pool.submit(decode, row) for row in batches[index + 1]])
-            yield [future.result() for future in pending.pop(0)]
 
 
 def shard_fingerprint(manifest_path: str | Path, identities: dict[str, Any], params: LabelParams) -> str:
@@ -82,12 +58,52 @@ def label_shard(
     rows = read_table(manifest_path).to_pylist()
     root = shard_root(manifest_path)  # stored paths are relative to the workdir; labels keep them so
     rows = [{**row, "file": resolve_stored(row["path"], root)} for row in rows]
-    shard = manifest_path.stem
-    labels = []
-    for batch in _decoded_batches(rows, labeler.params.batch_size, labeler.params.decode_workers):
-        labels.extend(labeler.label_batch(batch, shard))
-        if on_batch is not None:
-            on_batch(len(batch))
-    write_table_atomic(labels_to_table(labels), out_path, expected)
+    labels = _label_rows(rows, manifest_path.stem, labeler, on_batch)
+    with timed("write"):
+        write_table_atomic(labels_to_table(labels), out_path, expected)
     statuses = [label.status for label in labels]
     return ShardResult(out_path, False, {s: statuses.count(s) for s in set(statuses)})
+
+
+def canvas_order(rows: list[dict], labeler: Labeler) -> list[int]:
+    """Row indices sorted by GroundingDINO canvas (from the manifest's sizes), so each batch holds few
+    canvases and the grounder makes few calls; rows without a known size go last, in order."""
+    transform = labeler.preparer.transforms["ground"]
+
+    def key(index: int) -> tuple:
+        height, width = rows[index].get("height"), rows[index].get("width")
+        if not height or not width:
+            return (1, 0, 0, index)
+        return (0, *transform.canvas(transform.output_size((height, width))), index)
+
+    return sorted(range(len(rows)), key=key)
+
+
+def _label_rows(rows: list[dict], shard: str, labeler: Labeler, on_batch: Callable[[int], None] | None) -> list[PseudoLabel]:
+    """Prepare (workers) -> models (this thread) -> finish (workers), overlapped; labels in row order.
+
+    Rows run in :func:`canvas_order` (an image's label does not depend on its batch companions)."""
+    p = labeler.params
+    order = canvas_order(rows, labeler)
+    done: list[PseudoLabel] = []
+    unfinished: deque[list[Future]] = deque()
+    with ThreadPoolExecutor(max(1, p.finish_workers), thread_name_prefix="finish", initializer=lower_thread_priority) as finishers:
+        for batch in prepared_batches([rows[i] for i in order], p.batch_size, p.decode_workers, labeler.preparer):
+            with timed("model_thread"):
+                pending = labeler.run_models(batch)
+            unfinished.append([finishers.submit(labeler.finish, item, shard) for item in pending])
+            with timed("wait_finish"):
+                while len(unfinished) > 2:  # bound the model outputs waiting to be finished
+                    done.extend(future.result() for future in unfinished.popleft())
+            if on_batch is not None:
+                on_batch(len(batch))
+        with timed("wait_finish"):
+            while unfinished:
+                done.extend(future.result() for future in unfinished.popleft())
+    labels: list[PseudoLabel | None] = [None] * len(rows)
+    for index, label in zip(order, done, strict=True):
+        labels[index] = label
+    return labels
+
+
+__all__ = ["ShardResult", "canvas_order", "decode", "label_shard", "shard_fingerprint"]

@@ -16,10 +16,17 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass(frozen=True)
 class Runtime:
-    """A resolved device and autocast dtype (``None`` means full fp32)."""
+    """A resolved device, autocast dtype (``None``: full fp32) and weight dtype (``None``: fp32).
+
+    On CUDA the weights are stored in the autocast dtype (bf16, or fp16 where bf16 is missing) and
+    autocast stays on for the ops that mix dtypes; on CPU they stay fp32. ``compile``: wrap the
+    fixed-shape image encoders in ``torch.compile``.
+    """
 
     device: torch.device
     autocast_dtype: torch.dtype | None
+    weights_dtype: torch.dtype | None = None
+    compile: bool = False
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Autocast context for inference (a no-op on fp32)."""
@@ -27,12 +34,18 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype model inputs are cast to (the weights' dtype)."""
+        return self.weights_dtype or torch.float32
 
-def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
+
+def resolve_runtime(device: str = "auto", precision: str = "auto", compile: bool = False) -> Runtime:
     """Turn ``device`` (auto|cpu|cuda|cuda:N) and ``precision`` (auto|fp32|bf16|fp16) into a Runtime.
 
-    ``auto`` picks CUDA when available, and bf16 autocast on GPUs that support it (fp16 otherwise);
-    on CPU ``auto`` means fp32.
+    ``auto`` picks CUDA when available, and bf16 on GPUs that support it (fp16 otherwise); on CPU
+    ``auto`` means fp32. On CUDA a reduced precision loads the weights in that dtype; on CPU the
+    weights stay fp32 and only autocast uses it.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -52,7 +65,8 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     if precision not in _DTYPES:
         raise ValueError(f"unknown precision {precision!r} (use auto, fp32, bf16 or fp16)")
     dtype = None if precision == "fp32" else _DTYPES[precision]
-    return Runtime(resolved, dtype)
+    weights = dtype if resolved.type == "cuda" else None
+    return Runtime(resolved, dtype, weights, bool(compile))
 
 
 def _identity_cache() -> Path:

@@ -59,7 +59,9 @@ def _tokenizer(workdir: Path):
     return tokenizer
 
 
-def _build_blip(tokenizer, out_dir: Path) -> None:
+# ``real_sizes``: the same tiny networks fed at the real processors' input sizes (BLIP 384,
+# GroundingDINO 800x1333, SAM 1024), so a benchmark's pixels/masks cost what they cost for real models.
+def _build_blip(tokenizer, out_dir: Path, real_sizes: bool = False) -> None:
     from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessorPil, BlipProcessor
 
     vocab_size = len(tiny_vocab())
@@ -71,17 +73,18 @@ def _build_blip(tokenizer, out_dir: Path) -> None:
         ),
         vision_config=dict(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=64, patch_size=16, initializer_range=0.02,
+            image_size=384 if real_sizes else 64, patch_size=16, initializer_range=0.02,
         ),
         projection_dim=32,
     )
     model = BlipForConditionalGeneration(config)
-    processor = BlipProcessor(image_processor=BlipImageProcessorPil(size={"height": 64, "width": 64}), tokenizer=tokenizer)
+    side = 384 if real_sizes else 64
+    processor = BlipProcessor(image_processor=BlipImageProcessorPil(size={"height": side, "width": side}), tokenizer=tokenizer)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
 
 
-def _build_grounding_dino(tokenizer, out_dir: Path) -> None:
+def _build_grounding_dino(tokenizer, out_dir: Path, real_sizes: bool = False) -> None:
     from transformers import (
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
@@ -105,22 +108,24 @@ def _build_grounding_dino(tokenizer, out_dir: Path) -> None:
         encoder_n_points=2, decoder_n_points=2,
     )
     model = GroundingDinoForObjectDetection(config)
-    image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 128, "longest_edge": 192})
+    size = {"shortest_edge": 800, "longest_edge": 1333} if real_sizes else {"shortest_edge": 128, "longest_edge": 192}
+    image_processor = GroundingDinoImageProcessorPil(size=size)
     processor = GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
 
 
-def _build_sam(out_dir: Path) -> None:
+def _build_sam(out_dir: Path, real_sizes: bool = False) -> None:
     from transformers import SamConfig, SamImageProcessorPil, SamModel, SamProcessor
 
+    side = 1024 if real_sizes else 128
     config = SamConfig(
         vision_config=dict(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=128, patch_size=16, output_channels=16, window_size=4, global_attn_indexes=[1],
+            image_size=side, patch_size=16, output_channels=16, window_size=4, global_attn_indexes=[1],
             mlp_dim=64, num_pos_feats=8, initializer_range=0.02,
         ),
-        prompt_encoder_config=dict(hidden_size=16, image_size=128, patch_size=16, mask_input_channels=4),
+        prompt_encoder_config=dict(hidden_size=16, image_size=side, patch_size=16, mask_input_channels=4),
         mask_decoder_config=dict(
             hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=16
         ),
@@ -130,15 +135,20 @@ def _build_sam(out_dir: Path) -> None:
     )
     model = SamModel(config)
     image_processor = SamImageProcessorPil(
-        size={"longest_edge": 128}, pad_size={"height": 128, "width": 128},
-        mask_size={"longest_edge": 32}, mask_pad_size={"height": 32, "width": 32},
+        size={"longest_edge": side}, pad_size={"height": side, "width": side},
+        mask_size={"longest_edge": side // 4}, mask_pad_size={"height": side // 4, "width": side // 4},
     )
     model.save_pretrained(out_dir)
     SamProcessor(image_processor=image_processor).save_pretrained(out_dir)
 
 
-def build_tiny_models(out_dir: str | Path, seed: int = 0, families: tuple[str, ...] = TINY_FAMILIES) -> dict[str, Path]:
+def build_tiny_models(
+    out_dir: str | Path, seed: int = 0, families: tuple[str, ...] = TINY_FAMILIES, real_sizes: bool = False
+) -> dict[str, Path]:
     """Build and save the tiny models into ``out_dir/<family>``; returns their directories.
+
+    ``real_sizes``: processors (and position embeddings) at the real models' input sizes, for
+    benchmarks of everything around the models.
 
     Each family directory is written under a temporary name and renamed into place, so a
     concurrent reader never sees a half-saved model.
@@ -156,10 +166,10 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, families: tuple[str, .
             staging.mkdir()
             torch.manual_seed(seed + offset)
             if family == "sam":
-                _build_sam(staging)
+                _build_sam(staging, real_sizes)
             else:
                 tokenizer = _tokenizer(Path(tmp))
-                (_build_blip if family == "blip" else _build_grounding_dino)(tokenizer, staging)
+                (_build_blip if family == "blip" else _build_grounding_dino)(tokenizer, staging, real_sizes)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(staging, target)
