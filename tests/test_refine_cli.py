@@ -70,14 +70,14 @@ def test_import_masks_then_refine_the_label_folder(sample_set, tmp_path, cli_env
 
 def test_refine_label_folder_errors_are_clear(tmp_path, cli_env):
     result = _run("refine", "--labels", str(tmp_path), env=cli_env, check=False)
-    assert result.returncode == 2 and "--labels and --out go together" in result.stdout
+    assert result.returncode == 2 and "--labels and --out go together" in result.stderr
     result = _run("refine", "--labels", str(tmp_path / "none"), "--out", str(tmp_path / "o"), env=cli_env, check=False)
-    assert result.returncode == 2 and "label folder not found" in result.stdout
+    assert result.returncode == 2 and "label folder not found" in result.stderr
     for name in ("run=a", "run=b"):
         (tmp_path / "two" / name).mkdir(parents=True)
         (tmp_path / "two" / name / "shard-00000.parquet").write_bytes(b"not parquet")
     result = _run("refine", "--labels", str(tmp_path / "two"), "--out", str(tmp_path / "o"), env=cli_env, check=False)
-    assert result.returncode == 2 and "several label runs (run=a, run=b); name one with --run" in result.stdout
+    assert result.returncode == 2 and "several label runs (run=a, run=b); name one with --run" in result.stderr
 
 
 def test_label_folder_planning_names_the_bad_file(tmp_path):
