@@ -145,6 +145,8 @@ def _ends_phrase(words: list[str], word: str, following: str | None, singular_de
         if has_strong:
             return True  # "a dog sitting", "a man holding"
         return has_noun and not following_noun  # "an old fishing boat" vs "a dress hanging on a rack"
+    if word in pw.BARE_PARTICIPLES and has_strong and following in pw.PARTICIPLE_PARTICLES:
+        return True  # "a sandwich cut in half" (but "a fresh cut of beef", "a hair cut")
     if _inflected_verb(word) and not word.endswith("s"):  # past participles
         if _can_noun(word) and not has_strong:
             return False  # "a red rose" (not the past of "rise")

@@ -122,6 +122,11 @@ IRREGULAR = {"people": "person", "persons": "person", "leaves": "leaf", "dice": 
 PLURAL_FORMS = _words("people cattle police")
 # Nouns the lexicon lacks.
 EXTRA_NOUNS = _words("top tops")
+
+# Past participles spelt like their base form (and like a noun): after a noun and before one of
+# these particles they are verbs ("a sandwich cut in half", "a log split in two").
+BARE_PARTICIPLES = _words("cut split")
+PARTICIPLE_PARTICLES = _words("in into up open apart off down through")
 # Two-word nouns whose head alone names something else ("a teddy bear" is no bear).
 COMPOUND_CATEGORIES = {
     ("teddy", "bear"): "teddy bear",
