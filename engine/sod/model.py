@@ -25,6 +25,7 @@ class ModelConfig:
     edge_branch: bool = True
     groups: int = 4
     size_hw: tuple[int, int] = (96, 128)  # input size the model was trained at (used for inference)
+    final_upsample: str = "features"  # features | logits (see DEDecoder)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size_hw", tuple(int(s) for s in self.size_hw))
@@ -44,7 +45,8 @@ class SODNet(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = build_backbone(config.backbone, config.checkpoint if load_checkpoint else None)
-        self.decoder = DEDecoder(self.backbone.channels, config.width, config.upsample, config.edge_branch, config.groups)
+        self.decoder = DEDecoder(self.backbone.channels, config.width, config.upsample, config.edge_branch, config.groups,
+                                 config.final_upsample)
 
     def forward(self, images: torch.Tensor) -> SODOutput:
         if images.ndim != 4 or images.shape[1] != 3:
