@@ -134,3 +134,12 @@ def test_train_sod_flow_through_prefect(prefect_harness, sample_set, tmp_path):
     assert summary["epochs_run"] == 1 and summary["predictions"]["written"] > 0
     assert len(list((tmp_path / "pred").glob("*.png"))) == summary["predictions"]["written"]
     assert sorted(p.name for p in (tmp_path / "gt").glob("*.png")) == sorted(p.name for p in (tmp_path / "pred").glob("*.png"))
+
+
+@pytest.mark.parametrize(("step", "schedule", "expected"),
+                         [(0, "cosine", 0.25), (3, "cosine", 1.0), (4, "cosine", 1.0), (9, "cosine", 0.5),
+                          (14, "cosine", 0.0), (1, "constant", 0.5), (10, "constant", 1.0)])
+def test_linear_warmup_then_schedule(step, schedule, expected):
+    from engine.sod.trainer import lr_factor
+
+    assert lr_factor(step, total=14, warmup=4, schedule=schedule) == pytest.approx(expected)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.params import load_section
+from engine.sod.augment import AugmentParams
 from engine.sod.losses import LossWeights
 from engine.sod.model import ModelConfig
 
@@ -29,6 +30,7 @@ class TrainParams:
     upsample: Literal["dynamic", "bilinear"] = "dynamic"
     edge_branch: bool = True
     groups: int = 4
+    final_upsample: Literal["features", "logits"] = "features"
     size_hw: tuple[int, int] = (96, 128)
     epochs: int = 40
     batch_size: int = 8
@@ -37,6 +39,7 @@ class TrainParams:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
     loss_bce: float = 1.0
     loss_partial_bce: float = 1.0
     loss_iou: float = 1.0
@@ -48,6 +51,12 @@ class TrainParams:
     val_fraction: float = 0.25
     min_quality: float | None = None
     hflip: bool = True
+    crop_scale: tuple[float, float] = (1.0, 1.0)
+    jitter: float = 0.0
+    cache: bool = True
+    cache_scale: float = 1.0
+    cache_mb: float = 4096.0
+    channels_last: bool = False
     seed: int = 0
     num_workers: int = 0
     accelerator: str = "auto"
@@ -66,15 +75,26 @@ class TrainParams:
             (self.width % self.groups == 0, f"width ({self.width}) must be divisible by groups ({self.groups})"),
             (0.0 <= self.confident_low < self.confident_high <= 1.0, "need 0 <= confident_low < confident_high <= 1"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.final_upsample in ("features", "logits"), f"final_upsample must be features|logits, got {self.final_upsample!r}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
+             f"crop_scale must be [low, high] with 0 < low <= high <= 1, got {self.crop_scale}"),
+            (0.0 <= self.jitter < 1.0, f"jitter must be in [0, 1), got {self.jitter}"),
+            (self.cache_scale >= 1.0, f"cache_scale must be >= 1, got {self.cache_scale}"),
+            (self.cache_mb > 0, f"cache_mb must be > 0, got {self.cache_mb}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"train params: {message}")
         object.__setattr__(self, "size_hw", tuple(int(s) for s in self.size_hw))
+        object.__setattr__(self, "crop_scale", tuple(float(s) for s in self.crop_scale))
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(self.backbone, self.checkpoint, self.width, self.upsample, self.edge_branch,
-                           self.groups, self.size_hw)
+                           self.groups, self.size_hw, self.final_upsample)
+
+    def augment_params(self) -> AugmentParams:
+        return AugmentParams(crop_scale=self.crop_scale, hflip=self.hflip, jitter=self.jitter)
 
     def loss_weights(self) -> LossWeights:
         return LossWeights(self.loss_bce, self.loss_partial_bce, self.loss_iou, self.loss_edge,
@@ -82,7 +102,7 @@ class TrainParams:
 
     # Not part of the resume fingerprint: devices/workers do not change the run; the label source
     # enters the fingerprint through the content of the rows it yields, not through its path.
-    NON_RESULT_KEYS = ("num_workers", "accelerator", "devices", "labels", "run_id")
+    NON_RESULT_KEYS = ("num_workers", "accelerator", "devices", "labels", "run_id", "cache_mb")
 
     def result_params(self) -> dict[str, Any]:
         """Parameters that change the trained weights (for the resume fingerprint)."""
