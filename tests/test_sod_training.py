@@ -143,3 +143,20 @@ def test_linear_warmup_then_schedule(step, schedule, expected):
     from engine.sod.trainer import lr_factor
 
     assert lr_factor(step, total=14, warmup=4, schedule=schedule) == pytest.approx(expected)
+
+
+def test_presets_apply_over_the_train_section_and_under_overrides(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("train:\n  width: 16\n  epochs: 3\ntrain_presets:\n  mine:\n    width: 32\n    lr: 0.002\n")
+    params = load_train_params(params_file, {"lr": 0.005}, preset="mine")
+    assert (params.width, params.epochs, params.lr) == (32, 3, 0.005)
+    with pytest.raises(ValueError, match=r"unknown train preset 'nope'; known: \['mine'\]"):
+        load_train_params(params_file, preset="nope")
+    # a file without presets falls back to the project's params.yaml, which ships cpu-real and gpu-real
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("train:\n  epochs: 3\n")
+    from engine.sod.params import train_presets
+
+    assert {"cpu-real", "gpu-real"} <= set(train_presets())
+    cpu = load_train_params(bare, preset="cpu-real")
+    assert cpu.backbone == train_presets()["cpu-real"]["backbone"] and cpu.cache

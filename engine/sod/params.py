@@ -36,6 +36,7 @@ class TrainParams:
     batch_size: int = 8
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 1e-2
+    backbone_lr_mult: float = 1.0
     weight_decay: float = 1e-4
     momentum: float = 0.9
     schedule: Literal["cosine", "constant"] = "cosine"
@@ -75,6 +76,7 @@ class TrainParams:
             (self.width % self.groups == 0, f"width ({self.width}) must be divisible by groups ({self.groups})"),
             (0.0 <= self.confident_low < self.confident_high <= 1.0, "need 0 <= confident_low < confident_high <= 1"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.backbone_lr_mult >= 0, f"backbone_lr_mult must be >= 0, got {self.backbone_lr_mult}"),
             (self.final_upsample in ("features", "logits"), f"final_upsample must be features|logits, got {self.final_upsample!r}"),
             (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
             (len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
@@ -109,7 +111,36 @@ class TrainParams:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NON_RESULT_KEYS}
 
 
-def load_train_params(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainParams:
-    """Section ``train`` of ``path`` (defaults when None) with ``overrides`` (``None`` values ignored)."""
+PRESETS_SECTION = "train_presets"
+PROJECT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+
+
+def train_presets(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Named ``train`` overrides from the ``train_presets`` section of ``path`` (default: the project's
+    params.yaml), e.g. ``cpu-real`` (from scratch on a CPU) and ``gpu-real`` (pretrained backbone)."""
+    from engine.params import _read_yaml
+
+    source = path if path is not None else (PROJECT_PARAMS if PROJECT_PARAMS.is_file() else None)
+    presets = _read_yaml(source).get(PRESETS_SECTION) or {}
+    if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
+        raise ValueError(f"{source}:{PRESETS_SECTION}: expected a mapping of preset names to train parameters")
+    return presets
+
+
+def load_train_params(path: str | Path | None, overrides: dict[str, Any] | None = None,
+                      preset: str | None = None) -> TrainParams:
+    """Section ``train`` of ``path`` (defaults when None), then preset ``preset`` (see :func:`train_presets`;
+    looked up in ``path``, else in the project's params.yaml), then ``overrides`` (``None`` values ignored)."""
     clean = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if preset is not None:
+        presets = train_presets(path) if path is not None and PRESETS_SECTION in _sections(path) else train_presets()
+        if preset not in presets:
+            raise ValueError(f"unknown train preset {preset!r}; known: {sorted(presets)}")
+        clean = {**presets[preset], **clean}
     return load_section(path, "train", TrainParams, clean)
+
+
+def _sections(path: str | Path) -> set[str]:
+    from engine.params import _read_yaml
+
+    return set(_read_yaml(path))

@@ -69,10 +69,15 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 
 
 def make_optimizer(model: torch.nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW; the backbone's LR is ``lr * backbone_lr_mult`` (e.g. 0.1 for pretrained weights)."""
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    groups = [{"params": backbone, "lr": params.lr * params.backbone_lr_mult}, {"params": rest, "lr": params.lr}]
+    groups = [g for g in groups if g["params"]]
     if params.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum,
-                               weight_decay=params.weight_decay, nesterov=True)
-    return torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+        return torch.optim.SGD(groups, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay,
+                               nesterov=True)
+    return torch.optim.AdamW(groups, lr=params.lr, weight_decay=params.weight_decay)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -228,7 +233,7 @@ def _train_one(fabric, state, loss_fn, train_loader, val_loader, epoch, params, 
         record = _run_epoch(fabric, state["model"], state["optimizer"], state["scheduler"], loss_fn, train_loader, bar)
     if val_loader is not None:
         record.update(evaluate_loader(state["model"], val_loader, loss_fn))
-    return {"epoch": epoch, "lr": state["optimizer"].param_groups[0]["lr"], **record}
+    return {"epoch": epoch, "lr": state["optimizer"].param_groups[-1]["lr"], **record}
 
 
 def _describe(record: dict, epochs: int) -> str:
