@@ -8,6 +8,10 @@ Boxes of the figure, in order::
     head: H = conv(cat(D2, E)) -> up4 -> 1x1 -> saliency logits (full size)      final_upsample="features"
           H = conv(cat(D2, E)) -> 1x1 -> logits (stride 4) -> up4 guided by H     final_upsample="logits"
 
+With ``side_outputs``, 1x1 heads on D5, D4 and D3 give coarse saliency logits (bilinearly resized to
+the input) during training only, for deep supervision: every level gets a direct training signal,
+which speeds up training from scratch.
+
 ``final_upsample="logits"`` samples the one-channel logit map with offsets predicted from ``H``
 instead of upsampling all ``width`` channels of ``H`` to full size: the same content-aware boundary
 placement at a fraction of the cost (the full-size ``grid_sample`` dominated a CPU training step).
@@ -54,10 +58,12 @@ class DEDecoder(nn.Module):
         groups: offset groups of the dynamic upsamplers.
         final_upsample: ``"features"`` (upsample the head features, then 1x1) or ``"logits"``
             (1x1 first, then upsample the logits with offsets from the head features).
+        side_outputs: build the deep-supervision heads on D5, D4, D3 (used in training mode only).
     """
 
     def __init__(self, in_channels: Sequence[int], width: int = 64, upsample: str = "dynamic",
-                 edge_branch: bool = True, groups: int = 4, final_upsample: str = "features"):
+                 edge_branch: bool = True, groups: int = 4, final_upsample: str = "features",
+                 side_outputs: bool = False):
         super().__init__()
         if len(in_channels) != 4:
             raise ValueError(f"DEDecoder needs 4 feature maps (strides 4..32), got channels {list(in_channels)}")
@@ -76,15 +82,21 @@ class DEDecoder(nn.Module):
         else:
             self.final_up = make_upsample(upsample, 1, 4, 1, guide_channels=width)
         self.out = nn.Conv2d(width, 1, 1)
+        self.side = nn.ModuleList(nn.Conv2d(width, 1, 1) for _ in range(3)) if side_outputs else None
 
-    def forward(self, features: Sequence[torch.Tensor], size_hw: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Features -> ``(saliency logits (B, 1, H, W), edge logits (B, 1, H, W) or None)`` at ``size_hw``."""
+    def forward(self, features: Sequence[torch.Tensor], size_hw: Sequence[int]
+                ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, ...]]:
+        """Features -> ``(saliency logits (B, 1, H, W), edge logits (B, 1, H, W) or None, side logits)``
+        at ``size_hw``; side logits (D5, D4, D3, each ``(B, 1, H, W)``) only in training mode, else ``()``."""
         if len(features) != 4:
             raise ValueError(f"DEDecoder: expected 4 feature maps, got {len(features)}")
         lateral = [layer(f) for layer, f in zip(self.lateral, features, strict=True)]
         decoded = lateral[3]
+        sides = []
         for level in (2, 1, 0):  # C4, C3, C2
             step = 2 - level  # up/fuse modules ordered coarse to fine
+            if self.side is not None and self.training:
+                sides.append(_match(self.side[step](decoded), size_hw))
             up = _match(self.up[step](decoded), lateral[level].shape[-2:])
             decoded = self.fuse[step](lateral[level] + up)
         edge_logits = None
@@ -98,4 +110,4 @@ class DEDecoder(nn.Module):
             logits = self.out(_match(self.final_up(head), size_hw))
         else:
             logits = _match(self.final_up(self.out(head), guide=head), size_hw)
-        return logits, edge_logits
+        return logits, edge_logits, tuple(sides)

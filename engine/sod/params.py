@@ -31,6 +31,7 @@ class TrainParams:
     edge_branch: bool = True
     groups: int = 4
     final_upsample: Literal["features", "logits"] = "features"
+    side_outputs: bool = False
     size_hw: tuple[int, int] = (96, 128)
     epochs: int = 40
     batch_size: int = 8
@@ -45,6 +46,7 @@ class TrainParams:
     loss_partial_bce: float = 1.0
     loss_iou: float = 1.0
     loss_edge: float = 1.0
+    loss_side: float = 1.0
     confident_low: float = 0.1
     confident_high: float = 0.9
     band_px: int = 2
@@ -93,13 +95,13 @@ class TrainParams:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(self.backbone, self.checkpoint, self.width, self.upsample, self.edge_branch,
-                           self.groups, self.size_hw, self.final_upsample)
+                           self.groups, self.size_hw, self.final_upsample, self.side_outputs)
 
     def augment_params(self) -> AugmentParams:
         return AugmentParams(crop_scale=self.crop_scale, hflip=self.hflip, jitter=self.jitter)
 
     def loss_weights(self) -> LossWeights:
-        return LossWeights(self.loss_bce, self.loss_partial_bce, self.loss_iou, self.loss_edge,
+        return LossWeights(self.loss_bce, self.loss_partial_bce, self.loss_iou, self.loss_edge, self.loss_side,
                            self.confident_low, self.confident_high, self.band_px, self.edge_radius)
 
     # Not part of the resume fingerprint: devices/workers do not change the run; the label source

@@ -135,8 +135,8 @@ def _run_epoch(fabric, model, optimizer, scheduler, loss_fn, loader, bar) -> dic
     sums: dict[str, float] = {}
     seen, started = 0, time.perf_counter()
     for batch in loader:
-        logits, edge_logits = model(batch["image"])
-        total, parts = loss_fn(logits, batch["mask"], edge_logits)
+        out = model(batch["image"])
+        total, parts = loss_fn(out.logits, batch["mask"], out.edge_logits, out.side_logits)
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(total)
         optimizer.step()
@@ -161,9 +161,9 @@ def evaluate_loader(model, loader, loss_fn) -> dict:
     model.eval()
     mae, losses, seen = MAE(), 0.0, 0
     for batch in loader:
-        logits, edge_logits = model(batch["image"])
-        total, _ = loss_fn(logits, batch["mask"], edge_logits)
-        probs = torch.sigmoid(logits.float()).squeeze(1).cpu().numpy()
+        out = model(batch["image"])
+        total, _ = loss_fn(out.logits, batch["mask"], out.edge_logits)
+        probs = torch.sigmoid(out.logits.float()).squeeze(1).cpu().numpy()
         masks = (batch["mask"].squeeze(1).cpu().numpy() > 0.5)
         for prob, mask in zip(probs, masks, strict=True):
             mae.step(pred=np.round(prob * 255).astype(np.uint8), gt=mask.astype(np.uint8) * 255)
