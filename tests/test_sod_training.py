@@ -129,9 +129,11 @@ def test_train_sod_flow_through_prefect(prefect_harness, sample_set, tmp_path):
     summary = train_sod_flow(
         labels=str(tmp_path / "labels"), out_dir=str(tmp_path / "model"), import_masks_from=str(sample_set),
         predict_dir=str(tmp_path / "pred"), masks_dir=str(tmp_path / "gt"), params_file=None, epochs=1, progress=False,
-        overrides={"size_hw": [64, 64], "width": 8, "batch_size": 4},
+        overrides={"size_hw": [64, 64], "width": 8, "batch_size": 4, "val_fraction": 0.25}, preset="cpu-real",
     )
     assert summary["epochs_run"] == 1 and summary["predictions"]["written"] > 0
+    saved = json.loads((tmp_path / "model" / "params.json").read_text())["train"]
+    assert saved["backbone"] == "cpu_small" and saved["width"] == 8  # the preset, under the explicit overrides
     assert len(list((tmp_path / "pred").glob("*.png"))) == summary["predictions"]["written"]
     assert sorted(p.name for p in (tmp_path / "gt").glob("*.png")) == sorted(p.name for p in (tmp_path / "pred").glob("*.png"))
 
