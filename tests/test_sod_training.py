@@ -106,8 +106,12 @@ def test_bad_train_params_are_refused(overrides, message):
         load_train_params(None, overrides)
 
 
-@pytest.mark.parametrize(("precision", "accelerator", "expected"), [("auto", "cpu", "32-true"), ("16-mixed", "cuda", "16-mixed")])
-def test_precision_resolution(precision, accelerator, expected):
+@pytest.mark.parametrize(("precision", "accelerator", "native_bf16", "expected"),
+                         [("auto", "cpu", True, "32-true"), ("16-mixed", "cuda", False, "16-mixed"),
+                          ("bf16-if-native", "cpu", True, "bf16-mixed"), ("bf16-if-native", "cpu", False, "32-true")])
+def test_precision_resolution(monkeypatch, precision, accelerator, native_bf16, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     assert resolve_precision(precision, accelerator) == expected
 
 

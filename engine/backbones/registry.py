@@ -40,9 +40,9 @@ def _resnet50() -> PretrainedConfig:
 
 
 def _resnet_cpu_small() -> PretrainedConfig:
-    # ResNet-18-style basic blocks at a quarter of the widths: 1.6M parameters, ~70 training images/s
-    # at 128x128 on one CPU core; trains from scratch in minutes (the cpu-real preset).
-    return ResNetConfig(embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 2, 1],
+    # ResNet-18 layout (basic blocks, depths 2-2-2-2) at 3/4 of its widths: 6.3M parameters, trains
+    # from scratch on a CPU (the cpu-real preset: ~110 images/s at 160 px, 74 at 192 px, bf16, 2 cores).
+    return ResNetConfig(embedding_size=32, hidden_sizes=[48, 96, 192, 384], depths=[2, 2, 2, 2],
                         layer_type="basic", out_features=OUT_FEATURES)
 
 

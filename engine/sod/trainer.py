@@ -60,12 +60,21 @@ def write_json(path: Path, data: object) -> None:
     os.replace(tmp, path)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there bf16 autocast trains ~1.4-1.6x faster."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
-    """``auto`` -> ``bf16-mixed`` when training on CUDA, else ``32-true``; anything else is passed on."""
-    if precision != "auto":
+    """``auto`` -> ``bf16-mixed`` when training on CUDA, else ``32-true``; ``bf16-if-native`` -> ``bf16-mixed``
+    on CUDA and on CPUs with native bf16 (:func:`cpu_has_native_bf16`), else ``32-true``; others pass on."""
+    if precision not in ("auto", "bf16-if-native"):
         return precision
     on_gpu = accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
-    return "bf16-mixed" if on_gpu else "32-true"
+    if on_gpu:
+        return "bf16-mixed"
+    return "bf16-mixed" if precision == "bf16-if-native" and cpu_has_native_bf16() else "32-true"
 
 
 def make_optimizer(model: torch.nn.Module, params: TrainParams) -> torch.optim.Optimizer:
