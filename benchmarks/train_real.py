@@ -78,7 +78,7 @@ def train_and_score(args: argparse.Namespace, work: Path) -> dict:
     from engine.sod.model import load_model
     from engine.sod.params import load_train_params
     from engine.sod.predict import predict_paths
-    from engine.sod.trainer import train_sod
+    from engine.sod.trainer import resolve_precision, train_sod
     from sodforge.commands.train import parse_sets
 
     data = "real"
@@ -104,7 +104,8 @@ def train_and_score(args: argparse.Namespace, work: Path) -> dict:
 
     model = load_model(result.model_path)
     started = time.perf_counter()
-    predicted = predict_paths(model, scan_image_files(test_layout.images), work / "pred", batch_size=16, device="cpu")
+    predicted = predict_paths(model, scan_image_files(test_layout.images), work / "pred", batch_size=16,
+                              device=args.device)
     predict_seconds = time.perf_counter() - started
     block = evaluate(work / "pred", test_layout.root, work / "metrics.json")
     history = result.history
@@ -121,6 +122,8 @@ def train_and_score(args: argparse.Namespace, work: Path) -> dict:
         "epoch_seconds_mean": round(sum(epoch_seconds) / max(1, len(epoch_seconds)), 1), "epoch_seconds": epoch_seconds,
         "predict_seconds": round(predict_seconds, 1), "predict_errors": len(predicted.errors),
         "parameters": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
+        "precision": resolve_precision(params.precision, params.accelerator),
+        "device": "cuda" if torch.cuda.is_available() and params.accelerator in ("auto", "cuda", "gpu") else "cpu",
         "load_avg_before": [round(x, 2) for x in load_before], "load_avg_after": [round(x, 2) for x in load_after],
         "cpu_count": os.cpu_count(),
         "config": {k: v for k, v in params.result_params().items()},
@@ -136,6 +139,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", help="override a train parameter, e.g. --set epochs=10")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--device", default="auto", help="prediction device: auto | cpu | cuda (training: the preset's accelerator)")
     parser.add_argument("--quick", action="store_true", help="a few minutes: subsets, 2 epochs")
     parser.add_argument("--quick-train", type=int, default=240)
     parser.add_argument("--quick-test", type=int, default=120)
