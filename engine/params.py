@@ -188,6 +188,9 @@ KNOWN_SECTIONS: dict[str, str] = {
 """Every section ``params.yaml`` may hold -> its dataclass (imported only when a full check needs it).
 A new section must be registered here: any other name is rejected as a typo."""
 
+PRESET_SECTIONS: dict[str, str] = {"train_presets": "train"}
+"""Sections of named presets -> the section each preset overrides (``sodforge train --preset NAME``)."""
+
 
 def _suggest(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(name), list(known), n=1)
@@ -251,7 +254,7 @@ def _read_yaml(path: str | Path | None) -> dict[str, Any]:
 def _sections(path: str | Path | None, extra: str | None = None) -> dict[str, Any]:
     """The sections of ``path``; a section nobody reads (a typo such as ``lable:``) is an error."""
     data = _read_yaml(path)
-    known = {*KNOWN_SECTIONS, *([extra] if extra else [])}
+    known = {*KNOWN_SECTIONS, *PRESET_SECTIONS, *([extra] if extra else [])}
     for name, value in data.items():
         if name not in known:
             raise ValueError(f"{path}: unknown section {name!r}{_suggest(name, known)}; known: {sorted(known)}")
@@ -300,6 +303,14 @@ def check_params_file(path: str | Path) -> dict[str, Any]:
         module, name = target.split(":")
         cls = getattr(importlib.import_module(module), name)
         built[section] = _build(cls, data.get(section) or {}, section, str(path))
+    for section, base in PRESET_SECTIONS.items():
+        module, name = KNOWN_SECTIONS[base].split(":")
+        cls = getattr(importlib.import_module(module), name)
+        for preset, values in (data.get(section) or {}).items():
+            if not isinstance(values, dict):
+                raise ValueError(f"{path}: {section}.{preset}: expected a mapping of {base} keys, got {values!r}")
+            built[f"{section}.{preset}"] = _build(cls, _merge(data.get(base) or {}, values),
+                                                  f"{section}.{preset}", str(path))
     return built
 
 

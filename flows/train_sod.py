@@ -31,6 +31,7 @@ def train_sod_flow(
     run_id: str | None = None,
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
+    preset: str | None = None,
 ) -> dict[str, Any]:
     """Train a saliency model on label shards and (optionally) predict the held-out split.
 
@@ -44,10 +45,12 @@ def train_sod_flow(
         backbone, checkpoint, epochs, run_id: override the ``train`` section (backbone: tiny, resnet50,
             swin_t, pvt_v2_b2, convnext_t, or a test-sized tiny_swin / tiny_pvt_v2 / tiny_convnext).
         overrides: any other ``train`` keys, e.g. ``{"lr": 0.001, "upsample": "bilinear"}``.
+        preset: named settings from ``train_presets`` in the parameters file (``cpu-real``, ``gpu-real``),
+            applied over the ``train`` section and under ``overrides``.
     """
     path = Path(params_file) if params_file and Path(params_file).is_file() else None
     chosen = {"labels": labels, "backbone": backbone, "checkpoint": checkpoint, "epochs": epochs, "run_id": run_id}
-    params = load_train_params(path, {**(overrides or {}), **chosen})
+    params = load_train_params(path, {**(overrides or {}), **chosen}, preset)
     if import_masks_from:  # train on exactly the run just imported, whatever else lies in ``labels``
         run_dir = import_gt_masks_task(import_masks_from, labels)
         params = dataclasses.replace(params, labels=run_dir, run_id=None)

@@ -13,7 +13,7 @@ from engine.backbones import build_backbone, hf_to_torchvision_key, torchvision_
 
 @pytest.mark.parametrize(
     ("name", "channels"),
-    [("tiny", (16, 24, 32, 48)), ("tiny_swin", (8, 16, 32, 64)), ("tiny_pvt_v2", (8, 16, 24, 32)),
+    [("tiny", (16, 24, 32, 48)), ("cpu_small", (48, 96, 192, 384)), ("tiny_swin", (8, 16, 32, 64)), ("tiny_pvt_v2", (8, 16, 24, 32)),
      ("tiny_convnext", (8, 16, 24, 32))],
 )
 def test_feature_maps_have_strides_4_to_32(name, channels):

@@ -64,7 +64,8 @@ def _features(batch: int, size_hw: tuple[int, int]) -> list[torch.Tensor]:
 def test_decoder_shapes_and_gradients(upsample, edge_branch, size_hw):
     decoder = DEDecoder(CHANNELS, width=8, upsample=upsample, edge_branch=edge_branch)
     features = [f.requires_grad_() for f in _features(2, (64, 96) if size_hw == (70, 90) else size_hw)]
-    logits, edge_logits = decoder(features, size_hw)
+    logits, edge_logits, sides = decoder(features, size_hw)
+    assert sides == ()
     assert logits.shape == (2, 1, *size_hw)
     assert (edge_logits is not None) == edge_branch
     if edge_branch:
@@ -76,7 +77,7 @@ def test_decoder_shapes_and_gradients(upsample, edge_branch, size_hw):
 
 def test_edge_branch_feeds_the_saliency_head():
     decoder = DEDecoder(CHANNELS, width=8, edge_branch=True).eval()
-    logits, _ = decoder(_features(1, (64, 64)), (64, 64))
+    logits, _, _ = decoder(_features(1, (64, 64)), (64, 64))
     logits.sum().backward()
     assert decoder.edge[0][0].weight.grad.abs().sum() > 0  # saliency loss alone trains the edge branch
 
@@ -98,3 +99,19 @@ def test_load_model_refuses_other_files(tmp_path):
         load_model(tmp_path / "junk.pt")
     with pytest.raises(ValueError, match="SODNet: expected images"):
         SODNet(ModelConfig(width=8))(torch.rand(1, 1, 32, 32))
+
+
+def test_side_outputs_exist_in_training_only_and_join_the_loss():
+    from engine.sod import LossWeights, SODLoss
+
+    torch.manual_seed(0)
+    model = SODNet(ModelConfig(backbone="tiny", width=8, size_hw=(64, 64), side_outputs=True))
+    images, masks = torch.rand(2, 3, 64, 64), (torch.rand(2, 1, 64, 64) > 0.5).float()
+    out = model(images)
+    assert len(out.side_logits) == 3 and all(s.shape == (2, 1, 64, 64) for s in out.side_logits)
+    total, parts = SODLoss(LossWeights(side=0.5))(out.logits, masks, out.edge_logits, out.side_logits)
+    without, _ = SODLoss(LossWeights(side=0.0))(out.logits, masks, out.edge_logits, out.side_logits)
+    assert float(total.detach()) == pytest.approx(float(without.detach()) + 0.5 * parts["side"], rel=1e-5) and parts["side"] > 0
+    total.backward()
+    assert all(head.weight.grad.abs().sum() > 0 for head in model.decoder.side)
+    assert model.eval()(images).side_logits == ()

@@ -106,8 +106,12 @@ def test_bad_train_params_are_refused(overrides, message):
         load_train_params(None, overrides)
 
 
-@pytest.mark.parametrize(("precision", "accelerator", "expected"), [("auto", "cpu", "32-true"), ("16-mixed", "cuda", "16-mixed")])
-def test_precision_resolution(precision, accelerator, expected):
+@pytest.mark.parametrize(("precision", "accelerator", "native_bf16", "expected"),
+                         [("auto", "cpu", True, "32-true"), ("16-mixed", "cuda", False, "16-mixed"),
+                          ("bf16-if-native", "cpu", True, "bf16-mixed"), ("bf16-if-native", "cpu", False, "32-true")])
+def test_precision_resolution(monkeypatch, precision, accelerator, native_bf16, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     assert resolve_precision(precision, accelerator) == expected
 
 
@@ -129,8 +133,36 @@ def test_train_sod_flow_through_prefect(prefect_harness, sample_set, tmp_path):
     summary = train_sod_flow(
         labels=str(tmp_path / "labels"), out_dir=str(tmp_path / "model"), import_masks_from=str(sample_set),
         predict_dir=str(tmp_path / "pred"), masks_dir=str(tmp_path / "gt"), params_file=None, epochs=1, progress=False,
-        overrides={"size_hw": [64, 64], "width": 8, "batch_size": 4},
+        overrides={"size_hw": [64, 64], "width": 8, "batch_size": 4, "val_fraction": 0.25}, preset="cpu-real",
     )
     assert summary["epochs_run"] == 1 and summary["predictions"]["written"] > 0
+    saved = json.loads((tmp_path / "model" / "params.json").read_text())["train"]
+    assert saved["backbone"] == "cpu_small" and saved["width"] == 8  # the preset, under the explicit overrides
     assert len(list((tmp_path / "pred").glob("*.png"))) == summary["predictions"]["written"]
     assert sorted(p.name for p in (tmp_path / "gt").glob("*.png")) == sorted(p.name for p in (tmp_path / "pred").glob("*.png"))
+
+
+@pytest.mark.parametrize(("step", "schedule", "expected"),
+                         [(0, "cosine", 0.25), (3, "cosine", 1.0), (4, "cosine", 1.0), (9, "cosine", 0.5),
+                          (14, "cosine", 0.0), (1, "constant", 0.5), (10, "constant", 1.0)])
+def test_linear_warmup_then_schedule(step, schedule, expected):
+    from engine.sod.trainer import lr_factor
+
+    assert lr_factor(step, total=14, warmup=4, schedule=schedule) == pytest.approx(expected)
+
+
+def test_presets_apply_over_the_train_section_and_under_overrides(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("train:\n  width: 16\n  epochs: 3\ntrain_presets:\n  mine:\n    width: 32\n    lr: 0.002\n")
+    params = load_train_params(params_file, {"lr": 0.005}, preset="mine")
+    assert (params.width, params.epochs, params.lr) == (32, 3, 0.005)
+    with pytest.raises(ValueError, match=r"unknown train preset 'nope'; known: \['mine'\]"):
+        load_train_params(params_file, preset="nope")
+    # a file without presets falls back to the project's params.yaml, which ships cpu-real and gpu-real
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("train:\n  epochs: 3\n")
+    from engine.sod.params import train_presets
+
+    assert {"cpu-real", "gpu-real"} <= set(train_presets())
+    cpu = load_train_params(bare, preset="cpu-real")
+    assert cpu.backbone == train_presets()["cpu-real"]["backbone"] and cpu.cache

@@ -104,8 +104,14 @@ class IngestResult:
 
 
 def images_root(set_dir: Path) -> Path:
-    """``<set>/images`` when it exists, else ``<set>`` itself."""
-    return set_dir / "images" if (set_dir / "images").is_dir() else set_dir
+    """The set's image folder (``<set>/images``, ``<set>/DUTS-TE-Image``...: :func:`find_layout`), else ``<set>``."""
+    from engine.images.layout import find_layout
+
+    try:
+        found = find_layout(set_dir, "images").images if Path(set_dir).is_dir() else None
+    except ValueError:  # several data sets in one folder: take the folder as it is
+        found = None
+    return found or set_dir
 
 
 def _skip_reason(path: Path) -> str | None:

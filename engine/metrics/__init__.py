@@ -17,7 +17,12 @@ from engine.metrics.evaluate import DatasetReport, EvalItem, evaluate_items
 from engine.metrics.labels import latest_run_id
 from engine.metrics.params import EvaluateParams
 from engine.metrics.report import COUNT_KEYS, markdown_table, metrics_block
-from engine.metrics.run import evaluate_folder_dataset, evaluate_label_run, write_outputs
+from engine.metrics.run import (
+    evaluate_folder_dataset,
+    evaluate_label_run,
+    evaluate_label_shards,
+    write_outputs,
+)
 from engine.metrics.sod import METRIC_KEYS, PER_IMAGE_KEYS, DatasetScores, SODMetrics
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "evaluate_folder_dataset",
     "evaluate_items",
     "evaluate_label_run",
+    "evaluate_label_shards",
     "latest_run_id",
     "load_dataset_config",
     "markdown_table",

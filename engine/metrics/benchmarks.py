@@ -9,7 +9,13 @@ PySODEvalToolkit's::
                "pred":  {"path": "preds/ECSSD", "suffix": ".png"}}}
 
 ``image`` and ``pred`` are optional; without ``pred`` the prediction folder is ``<--pred>/<name>``.
-Relative paths are taken relative to the JSON file's folder.
+Relative paths are taken relative to the JSON file's folder. A data set may also be given by its
+folder alone, its layout found by :func:`engine.images.layout.find_layout` (``DUTS-TE-Image/`` +
+``DUTS-TE-Mask/``, ``images/`` + ``masks/`` or ``gt/``...)::
+
+    {"DUTS-TE": "DUTS-TE-1k", "ECSSD": {"root": "ECSSD", "pred": {"path": "preds/ECSSD"}}}
+
+and a ``mask`` path naming a data set's folder resolves to its mask folder the same way.
 """
 
 from __future__ import annotations
@@ -19,11 +25,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.images.layout import find_layout
 from engine.metrics.evaluate import EvalItem
 from engine.metrics.io import index_by_stem, read_gray_u8
-
-MASK_DIR_NAMES = ("Mask", "mask", "masks", "GT", "gt")
-IMAGE_DIR_NAMES = ("Image", "image", "images", "Imgs", "imgs")
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,32 @@ def _folder(entry: dict, where: str, base: Path) -> Folder:
     return Folder(path if path.is_absolute() else base / path, entry.get("suffix") or None, entry.get("prefix") or "")
 
 
+def _dataset_entry(name: str, entry: object, config: Path) -> DatasetSpec:
+    """One config entry: a folder string, ``{"root": ...}``, or ``{"mask": ..., "image": ..., "pred": ...}``."""
+    base = config.parent
+    if isinstance(entry, str):
+        entry = {"root": entry}
+    if not isinstance(entry, dict) or not ("mask" in entry or "root" in entry):
+        raise ValueError(f"{config}: dataset {name!r} needs a 'mask' entry or a 'root' folder")
+    pred = _folder(entry["pred"], f"{config}: {name}.pred", base) if entry.get("pred") else None
+    image = _folder(entry["image"], f"{config}: {name}.image", base) if entry.get("image") else None
+    if "mask" in entry:
+        mask = _folder(entry["mask"], f"{config}: {name}.mask", base)
+        root = mask.path
+    else:
+        root = _folder({"path": entry["root"]}, f"{config}: {name}.root", base).path
+        mask = None
+    try:
+        layout = find_layout(root, "masks").require("masks")
+    except ValueError as err:
+        raise ValueError(f"{config}: dataset {name!r}: {err}") from err
+    if mask is None or layout.masks != mask.path:
+        mask = Folder(layout.masks, mask.suffix if mask else None, mask.prefix if mask else "")
+    if image is None and layout.images is not None and layout.images != layout.masks:
+        image = Folder(layout.images)
+    return DatasetSpec(name=name, mask=mask, image=image, pred=pred)
+
+
 def load_dataset_config(path: str | Path) -> list[DatasetSpec]:
     """Datasets of a PySODEvalToolkit-style JSON file, in file order; ValueError naming bad entries."""
     path = Path(path)
@@ -83,36 +113,19 @@ def load_dataset_config(path: str | Path) -> list[DatasetSpec]:
         raise ValueError(f"{path}: not a readable JSON dataset config ({err})") from err
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{path}: expected an object mapping dataset names to their folders")
-    specs = []
-    for name, entry in data.items():
-        if not isinstance(entry, dict) or "mask" not in entry:
-            raise ValueError(f"{path}: dataset {name!r} needs a 'mask' entry")
-        base = path.parent
-        specs.append(DatasetSpec(
-            name=name,
-            mask=_folder(entry["mask"], f"{path}: {name}.mask", base),
-            image=_folder(entry["image"], f"{path}: {name}.image", base) if entry.get("image") else None,
-            pred=_folder(entry["pred"], f"{path}: {name}.pred", base) if entry.get("pred") else None,
-        ))
-    return specs
+    return [_dataset_entry(name, entry, path) for name, entry in data.items()]
 
 
 def single_spec(gt: str | Path, pred: str | Path | None = None, name: str | None = None,
                 images: str | Path | None = None) -> DatasetSpec:
-    """A dataset from ``--gt DIR``: a mask folder, or a set folder holding ``Mask/`` (``masks/``...)
-    and ``Image/`` (``images/``...). The name defaults to the set folder's name."""
+    """A dataset from ``--gt DIR``: a mask folder, or a data set folder whose mask (and image) folders
+    :func:`~engine.images.layout.find_layout` finds. The name defaults to the data set folder's name."""
     gt = Path(gt)
     if not gt.is_dir():
         raise ValueError(f"{gt}: ground-truth folder not found")
-    root, mask_dir = gt.parent, gt
-    for candidate in MASK_DIR_NAMES:
-        if (gt / candidate).is_dir():
-            root, mask_dir = gt, gt / candidate
-            break
-    image_dir = Path(images) if images else next((root / n for n in IMAGE_DIR_NAMES if (root / n).is_dir()), None)
-    if name is None:
-        name = (root if mask_dir.name in MASK_DIR_NAMES else mask_dir).resolve().name
-    return DatasetSpec(name, Folder(mask_dir), Folder(image_dir) if image_dir else None,
+    layout = find_layout(gt, "masks").require("masks")
+    image_dir = Path(images) if images else layout.images
+    return DatasetSpec(name or layout.name, Folder(layout.masks), Folder(image_dir) if image_dir else None,
                        Folder(Path(pred)) if pred else None)
 
 

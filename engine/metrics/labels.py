@@ -1,4 +1,5 @@
-"""Pseudo-labels as predictions: the label shards of one labelling run scored against true masks.
+"""Pseudo-labels as predictions: label shards (a workdir's labelling run, or any folder of label
+shards, e.g. from ``import-masks`` or ``refine --labels``) scored against true masks.
 
 Images are matched to ground-truth masks by the file stem of their ``path``. A label whose status is
 not ``ok`` (``no_object``, ``error``) is scored as an empty prediction and named in the report, so
@@ -42,16 +43,24 @@ def latest_run_id(workdir: str | Path | Workdir) -> str:
     return runs[-1]
 
 
+def read_shard_labels(shards: list[Path]) -> list[dict]:
+    """Rows (columns :data:`LABEL_COLUMNS`) of the label ``shards``, sorted by path."""
+    rows = []
+    for shard in shards:
+        try:
+            rows.extend(read_table(shard).select(list(LABEL_COLUMNS)).to_pylist())
+        except KeyError as err:
+            raise ValueError(f"{shard}: not a label shard (missing column {err})") from err
+    return sorted(rows, key=lambda r: r["path"])
+
+
 def read_run_labels(workdir: str | Path | Workdir, run_id: str) -> list[dict]:
     """Rows (columns :data:`LABEL_COLUMNS`) of every label shard of ``run_id``, sorted by path."""
     workdir = workdir if isinstance(workdir, Workdir) else Workdir.at(workdir)
     shards = sorted(p for p in workdir.labels_dir(run_id).glob("*.parquet") if not p.name.startswith("."))
     if not shards:
         raise ValueError(f"{workdir.labels_dir(run_id)}: no label shards for run {run_id!r}")
-    rows = []
-    for shard in shards:
-        rows.extend(read_table(shard).select(list(LABEL_COLUMNS)).to_pylist())
-    return sorted(rows, key=lambda r: r["path"])
+    return read_shard_labels(shards)
 
 
 def _decode(counts: str, size_hw: tuple[int, int]):
@@ -68,27 +77,28 @@ def _label_item(stem: str, gt_path: Path, row: dict) -> EvalItem:
                     note=f"{reason}: scored as an empty map")
 
 
-def label_items(workdir: str | Path | Workdir, run_id: str, gt: Folder) -> tuple[list[EvalItem], list[str]]:
-    """One :class:`EvalItem` per ground-truth mask in ``gt``, predicted by run ``run_id``'s labels.
+def label_items(rows: list[dict], gt: Folder, what: str) -> tuple[list[EvalItem], list[str]]:
+    """One :class:`EvalItem` per ground-truth mask in ``gt``, predicted by the label ``rows``.
 
-    Returns the items and the labelled image paths that have no ground truth.
+    ``what`` names the labels in messages (``run new``, ``labels in DIR``). Returns the items and the
+    labelled image paths that have no ground truth.
 
     Raises:
-        ValueError: no shards / masks, or two labelled images share a file stem (names both).
+        ValueError: no masks, or two labelled images share a file stem (names both).
     """
     masks = gt.index()
     if not masks:
         raise ValueError(f"{gt.path}: no ground-truth masks")
     by_stem: dict[str, dict] = {}
-    for row in read_run_labels(workdir, run_id):
+    for row in rows:
         stem = Path(row["path"]).stem
         if stem in by_stem:
-            raise ValueError(f"run {run_id}: two labelled images share the stem {stem!r}: "
+            raise ValueError(f"{what}: two labelled images share the stem {stem!r}: "
                              f"{by_stem[stem]['path']} and {row['path']}; cannot match ground truth by name")
         by_stem[stem] = row
     items = [
         _label_item(stem, gt_path, by_stem[stem]) if stem in by_stem
-        else EvalItem(stem, gt_path, None, f"a label for an image named {stem}.* in run {run_id}")
+        else EvalItem(stem, gt_path, None, f"a label for an image named {stem}.* in {what}")
         for stem, gt_path in sorted(masks.items())
     ]
     unmatched = sorted(row["path"] for stem, row in by_stem.items() if stem not in masks)

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.catalog.layout import Workdir
+from engine.images.layout import find_layout
 from engine.metrics.benchmarks import DatasetSpec, Folder, folder_items
 from engine.metrics.evaluate import DatasetReport, EvalItem, evaluate_items
-from engine.metrics.labels import label_items, latest_run_id
+from engine.metrics.labels import label_items, latest_run_id, read_run_labels, read_shard_labels
 from engine.metrics.params import EvaluateParams
 from engine.metrics.plots import plot_curves, write_worst_overlays
 from engine.metrics.report import (
@@ -49,23 +50,50 @@ def evaluate_folder_dataset(spec: DatasetSpec, out_dir: str | Path | None = None
     return _dataset_outputs(report, items, Path(out_dir) if out_dir else None, params)
 
 
+def _gt_folder(gt: str | Path) -> tuple[Folder, str]:
+    """The mask folder of ``gt`` (a mask folder or a data set folder) and the data set's name."""
+    if not Path(gt).is_dir():
+        raise ValueError(f"{gt}: ground-truth folder not found")
+    layout = find_layout(gt, "masks").require("masks")
+    return Folder(layout.masks), layout.name
+
+
+def _score_labels(rows: list[dict], gt: str | Path, what: str, name: str | None, out_dir: str | Path | None,
+                  params: EvaluateParams | None) -> DatasetReport:
+    params = params or EvaluateParams()
+    folder, set_name = _gt_folder(gt)
+    items, unmatched = label_items(rows, folder, what)
+    report = evaluate_items(name or set_name, items, params, unmatched)
+    return _dataset_outputs(report, items, Path(out_dir) if out_dir else None, params)
+
+
 def evaluate_label_run(workdir: str | Path, gt: str | Path, run_id: str | None = None,
                        name: str | None = None, out_dir: str | Path | None = None,
                        params: EvaluateParams | None = None) -> tuple[DatasetReport, str]:
     """Score the masks of labelling run ``run_id`` (default: the newest) against the masks in ``gt``.
 
+    ``gt`` is a mask folder or a data set folder (``DUTS-TE-Mask/`` found in ``DUTS-TE-1k/``).
     Labels whose status is not ``ok`` count as empty predictions. Returns the report and the run id.
     """
-    params = params or EvaluateParams()
     wd = Workdir.at(workdir)
     run_id = run_id or latest_run_id(wd)
-    gt = Path(gt)
-    if not gt.is_dir():
-        raise ValueError(f"{gt}: ground-truth folder not found")
-    items, unmatched = label_items(wd, run_id, Folder(gt))
-    name = name or (gt.parent.name if gt.name in ("masks", "Mask", "mask", "GT", "gt") else gt.name)
-    report = evaluate_items(name, items, params, unmatched)
-    return _dataset_outputs(report, items, Path(out_dir) if out_dir else None, params), run_id
+    return _score_labels(read_run_labels(wd, run_id), gt, f"run {run_id}", name, out_dir, params), run_id
+
+
+def evaluate_label_shards(labels: str | Path, gt: str | Path, run_id: str | None = None,
+                          name: str | None = None, out_dir: str | Path | None = None,
+                          params: EvaluateParams | None = None) -> tuple[DatasetReport, str]:
+    """Score any folder of label shards against the masks in ``gt`` (same rules as :func:`evaluate_label_run`).
+
+    ``labels`` holds ``*.parquet`` label shards, or ``run=<id>/`` folders of them (``run_id`` picks
+    one; default the newest), e.g. the output of ``import-masks`` or ``refine --labels``. Returns the
+    report and the folder whose shards were scored.
+    """
+    from engine.sod.data import find_label_shards
+
+    shards = find_label_shards(labels, run_id)
+    folder = str(shards[0].parent)
+    return _score_labels(read_shard_labels(shards), gt, f"labels in {folder}", name, out_dir, params), folder
 
 
 def write_outputs(reports: Sequence[DatasetReport], method: str, out_dir: str | Path | None = None,

@@ -20,6 +20,8 @@ from torch.utils.data import Dataset
 from engine.images import read_rgb
 from engine.images.paths import resolve_stored, shard_root
 from engine.masks import decode_rle
+from engine.sod.augment import AugmentParams, augment_pair, resize_pair
+from engine.sod.cache import PairCache
 
 LABEL_COLUMNS = ["image_id", "path", "run_id", "status", "height", "width", "mask_rle", "quality_score"]
 Split = Literal["train", "val", "all"]
@@ -121,6 +123,37 @@ class LabelShardDataset(Dataset):
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
+            "index": index,
+        }
+
+
+class CachedPairDataset(Dataset):
+    """Items as :class:`LabelShardDataset`, cut from a :class:`~engine.sod.cache.PairCache` (no file reads).
+
+    Args:
+        cache: decoded pairs.
+        size_hw: output size.
+        augment: random crop / flip / jitter for training; ``None`` = resize only (validation).
+    """
+
+    def __init__(self, cache: PairCache, size_hw: tuple[int, int], augment: AugmentParams | None = None):
+        self.cache, self.size_hw, self.augment = cache, tuple(size_hw), augment
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, index: int) -> dict:
+        image, mask = self.cache.images[index], self.cache.masks[index]
+        if self.augment is None:
+            image, mask = resize_pair(image, mask, self.size_hw)
+            image, mask = image.astype(np.float32) / 255.0, mask.astype(np.float32) / 255.0
+        else:
+            # torch's generator is seeded per run and per loader worker, so views are reproducible
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+            image, mask = augment_pair(image, mask, self.size_hw, self.augment, rng)
+        return {
+            "image": torch.from_numpy(image.transpose(2, 0, 1).copy()),
+            "mask": torch.from_numpy(mask)[None],
             "index": index,
         }
 

@@ -1,4 +1,4 @@
-"""Import a folder of true masks (sample set ``masks/``, DUTS-TR ``DUTS-TR-Mask/``) as label shards.
+"""Import a folder of true masks (sample set ``masks/``, DUTS-TR ``DUTS-TR-Mask/``, ECSSD ``gt/``) as label shards.
 
 The shards have the labelling schema (:data:`engine.labeling.record.LABEL_SCHEMA`), so training and
 evaluation read ground truth and pseudo-labels the same way. Masks are matched to images by file
@@ -17,13 +17,12 @@ from PIL import Image
 
 from engine.images import IMAGE_SUFFIXES, ImageReadError, file_content_id
 from engine.images.io import read_size_hw
-from engine.images.manifest import images_root, scan_image_files
+from engine.images.layout import find_layout
+from engine.images.manifest import scan_image_files
 from engine.images.paths import shard_root, to_stored
 from engine.labeling.record import PseudoLabel, labels_to_table
 from engine.masks import connected_components, encode_rle, mask_area_fraction
 from engine.storage import chunk_ids, fingerprint, shard_is_current, shard_name, write_table_atomic
-
-MASK_DIR_NAMES = ("masks", "mask", "Mask", "gt", "GT")
 
 
 @dataclass(frozen=True)
@@ -72,17 +71,16 @@ def _label(image: Path, masks_dir: Path, run_id: str, shard: str, root: Path) ->
 
 
 def resolve_folders(images: str | Path, masks: str | Path | None) -> tuple[Path, Path]:
-    """Image and mask folders: ``masks`` if given, else a ``masks/``-like folder beside the images."""
-    images = Path(images)
-    root = images_root(images)
-    if masks is not None:
-        found = Path(masks)
-    else:
-        options = [images / n for n in MASK_DIR_NAMES] + [root.parent / n for n in MASK_DIR_NAMES]
-        found = next((p for p in options if p.is_dir()), options[0])
-    if not root.is_dir() or not found.is_dir():
-        raise ValueError(f"need an image folder and a mask folder; got {root} and {found}")
-    return root, found
+    """Image and mask folders: ``masks`` if given, else found by :func:`engine.images.layout.find_layout`
+    (``DUTS-TR-Image/`` + ``DUTS-TR-Mask/``, ``images/`` + ``masks/`` or ``gt/``...)."""
+    layout = find_layout(images, "images")
+    if masks is None:
+        layout.require("images", "masks")
+        return layout.images, layout.masks
+    masks = Path(masks)
+    if layout.images is None or not masks.is_dir():
+        raise ValueError(f"need an image folder and a mask folder; got {layout.images or images} and {masks}")
+    return layout.images, masks
 
 
 def import_mask_folder(images: str | Path, out_dir: str | Path, masks: str | Path | None = None,

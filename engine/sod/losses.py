@@ -141,6 +141,7 @@ class LossWeights:
     partial_bce: float = 1.0
     iou: float = 1.0
     edge: float = 1.0
+    side: float = 0.0
     confident_low: float = 0.1
     confident_high: float = 0.9
     band_px: int = 2
@@ -148,7 +149,10 @@ class LossWeights:
 
 
 class SODLoss(nn.Module):
-    """Weighted sum ``bce + partial_bce + iou (+ edge when edge logits exist)``; returns (total, parts)."""
+    """Weighted sum ``bce + partial_bce + iou (+ edge when edge logits exist) (+ side)``; returns (total, parts).
+
+    ``side`` is the mean over the deep-supervision logits of ``bce + iou`` (when any are given).
+    """
 
     def __init__(self, weights: LossWeights = LossWeights()):
         super().__init__()
@@ -156,11 +160,13 @@ class SODLoss(nn.Module):
         self.partial = PartialBCELoss(weights.confident_low, weights.confident_high, weights.band_px)
         self.edge = EdgeLoss(weights.edge_radius)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                edge_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, edge_logits: torch.Tensor | None = None,
+                side_logits: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, dict[str, float]]:
         w = self.weights
         parts = {"bce": bce_loss(logits, target), "partial_bce": self.partial(logits, target), "iou": iou_loss(logits, target)}
         if edge_logits is not None:
             parts["edge"] = self.edge(edge_logits, target)
+        if side_logits:
+            parts["side"] = sum(bce_loss(s, target) + iou_loss(s, target) for s in side_logits) / len(side_logits)
         total = sum(getattr(w, name) * value for name, value in parts.items())
         return total, {name: float(value.detach()) for name, value in parts.items()}

@@ -25,16 +25,20 @@ class ModelConfig:
     edge_branch: bool = True
     groups: int = 4
     size_hw: tuple[int, int] = (96, 128)  # input size the model was trained at (used for inference)
+    final_upsample: str = "features"  # features | logits (see DEDecoder)
+    side_outputs: bool = False  # deep-supervision heads (training only)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size_hw", tuple(int(s) for s in self.size_hw))
 
 
 class SODOutput(NamedTuple):
-    """``logits`` ``(B, 1, H, W)`` saliency logits; ``edge_logits`` the same shape, or ``None``."""
+    """``logits`` ``(B, 1, H, W)`` saliency logits; ``edge_logits`` the same shape, or ``None``;
+    ``side_logits`` coarse deep-supervision logits of the same shape (training mode only, else empty)."""
 
     logits: torch.Tensor
     edge_logits: torch.Tensor | None
+    side_logits: tuple[torch.Tensor, ...] = ()
 
 
 class SODNet(nn.Module):
@@ -44,13 +48,13 @@ class SODNet(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = build_backbone(config.backbone, config.checkpoint if load_checkpoint else None)
-        self.decoder = DEDecoder(self.backbone.channels, config.width, config.upsample, config.edge_branch, config.groups)
+        self.decoder = DEDecoder(self.backbone.channels, config.width, config.upsample, config.edge_branch, config.groups,
+                                 config.final_upsample, config.side_outputs)
 
     def forward(self, images: torch.Tensor) -> SODOutput:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"SODNet: expected images (B, 3, H, W), got {tuple(images.shape)}")
-        logits, edge_logits = self.decoder(self.backbone(images), images.shape[-2:])
-        return SODOutput(logits, edge_logits)
+        return SODOutput(*self.decoder(self.backbone(images), images.shape[-2:]))
 
 
 def save_model(model: SODNet, path: str | Path) -> Path:

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from engine.sod.cache import PairCache
 from engine.sod.data import (
+    CachedPairDataset,
     LabelShardDataset,
     find_label_shards,
     read_label_rows,
@@ -58,40 +60,82 @@ def write_json(path: Path, data: object) -> None:
     os.replace(tmp, path)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there bf16 autocast trains ~1.4-1.6x faster."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
-    """``auto`` -> ``bf16-mixed`` when training on CUDA, else ``32-true``; anything else is passed on."""
-    if precision != "auto":
+    """``auto`` -> ``bf16-mixed`` when training on CUDA, else ``32-true``; ``bf16-if-native`` -> ``bf16-mixed``
+    on CUDA and on CPUs with native bf16 (:func:`cpu_has_native_bf16`), else ``32-true``; others pass on."""
+    if precision not in ("auto", "bf16-if-native"):
         return precision
     on_gpu = accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
-    return "bf16-mixed" if on_gpu else "32-true"
+    if on_gpu:
+        return "bf16-mixed"
+    return "bf16-mixed" if precision == "bf16-if-native" and cpu_has_native_bf16() else "32-true"
 
 
 def make_optimizer(model: torch.nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW; the backbone's LR is ``lr * backbone_lr_mult`` (e.g. 0.1 for pretrained weights)."""
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    groups = [{"params": backbone, "lr": params.lr * params.backbone_lr_mult}, {"params": rest, "lr": params.lr}]
+    groups = [g for g in groups if g["params"]]
     if params.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum,
-                               weight_decay=params.weight_decay, nesterov=True)
-    return torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+        return torch.optim.SGD(groups, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay,
+                               nesterov=True)
+    return torch.optim.AdamW(groups, lr=params.lr, weight_decay=params.weight_decay)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """LR multiplier at ``step``: linear warm-up over ``warmup`` steps, then cosine to ~0 or constant."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(step - warmup, total - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams, steps_per_epoch: int):
-    """Per-step LR schedule: cosine from ``lr`` to ~0 over all steps, or constant."""
+    """Per-step LR schedule (:func:`lr_factor`): ``warmup_epochs`` of linear warm-up, then cosine or constant."""
     total = max(1, params.epochs * steps_per_epoch)
-    if params.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+    warmup = min(total, int(round(params.warmup_epochs * steps_per_epoch)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, params.schedule))
 
 
-def _loaders(params: TrainParams, rows: list[dict]) -> tuple[DataLoader, DataLoader | None]:
+def _datasets(params: TrainParams, train_rows: list[dict], val_rows: list[dict], log: Callable[[str], None]):
+    """Training and validation datasets: decoded once into memory (``cache``) or read per item."""
+    if not params.cache:
+        return (LabelShardDataset(train_rows, params.size_hw, params.hflip),
+                LabelShardDataset(val_rows, params.size_hw) if val_rows else None)
+    cache_hw = tuple(int(round(s * params.cache_scale)) for s in params.size_hw)
+    workers = max(1, torch.get_num_threads())
+    started = time.perf_counter()
+    train_cache = PairCache(train_rows, cache_hw, workers, params.cache_mb, log=log)
+    val_cache = PairCache(val_rows, params.size_hw, workers, params.cache_mb, log=log) if val_rows else None
+    size_mb = (train_cache.nbytes + (val_cache.nbytes if val_cache else 0)) / 2**20
+    log(f"decoded {len(train_cache)} training and {len(val_cache) if val_cache else 0} validation pairs once "
+        f"({size_mb:.0f} MB{', memory-mapped' if train_cache.on_disk else ''}) in {time.perf_counter() - started:.1f} s")
+    if not len(train_cache):
+        raise ValueError(f"{params.labels}: none of the {len(train_rows)} training images could be read")
+    return (CachedPairDataset(train_cache, params.size_hw, params.augment_params()),
+            CachedPairDataset(val_cache, params.size_hw) if val_cache and len(val_cache) else None)
+
+
+def _loaders(params: TrainParams, rows: list[dict], log: Callable[[str], None]) -> tuple[DataLoader, DataLoader | None]:
     train_rows = select_split(rows, "train", params.val_fraction, params.seed)
     val_rows = select_split(rows, "val", params.val_fraction, params.seed)
     if not train_rows:
         raise ValueError(f"{params.labels}: no training images (of {len(rows)} ok labels) after the split")
+    train_set, val_set = _datasets(params, train_rows, val_rows, log)
     generator = torch.Generator().manual_seed(params.seed)
-    train = DataLoader(LabelShardDataset(train_rows, params.size_hw, params.hflip), batch_size=params.batch_size,
-                       shuffle=True, drop_last=len(train_rows) > params.batch_size, num_workers=params.num_workers,
-                       generator=generator)
-    val = DataLoader(LabelShardDataset(val_rows, params.size_hw), batch_size=params.batch_size,
-                     num_workers=params.num_workers) if val_rows else None
+    train = DataLoader(train_set, batch_size=params.batch_size, shuffle=True,
+                       drop_last=len(train_set) > params.batch_size, num_workers=params.num_workers,
+                       generator=generator, persistent_workers=params.num_workers > 0)
+    val = DataLoader(val_set, batch_size=params.batch_size, num_workers=params.num_workers) if val_set else None
     return train, val
 
 
@@ -100,8 +144,8 @@ def _run_epoch(fabric, model, optimizer, scheduler, loss_fn, loader, bar) -> dic
     sums: dict[str, float] = {}
     seen, started = 0, time.perf_counter()
     for batch in loader:
-        logits, edge_logits = model(batch["image"])
-        total, parts = loss_fn(logits, batch["mask"], edge_logits)
+        out = model(batch["image"])
+        total, parts = loss_fn(out.logits, batch["mask"], out.edge_logits, out.side_logits)
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(total)
         optimizer.step()
@@ -126,9 +170,9 @@ def evaluate_loader(model, loader, loss_fn) -> dict:
     model.eval()
     mae, losses, seen = MAE(), 0.0, 0
     for batch in loader:
-        logits, edge_logits = model(batch["image"])
-        total, _ = loss_fn(logits, batch["mask"], edge_logits)
-        probs = torch.sigmoid(logits.float()).squeeze(1).cpu().numpy()
+        out = model(batch["image"])
+        total, _ = loss_fn(out.logits, batch["mask"], out.edge_logits)
+        probs = torch.sigmoid(out.logits.float()).squeeze(1).cpu().numpy()
         masks = (batch["mask"].squeeze(1).cpu().numpy() > 0.5)
         for prob, mask in zip(probs, masks, strict=True):
             mae.step(pred=np.round(prob * 255).astype(np.uint8), gt=mask.astype(np.uint8) * 255)
@@ -164,8 +208,10 @@ def train_sod(out_dir: str | Path, params: TrainParams, progress: bool = True,
                     precision=resolve_precision(params.precision, params.accelerator))
     fabric.launch()  # no-op on one device; starts the other processes for multi-device strategies
     fabric.seed_everything(params.seed, verbose=False)
-    train_loader, val_loader = _loaders(params, rows)
+    train_loader, val_loader = _loaders(params, rows, log)
     model = SODNet(params.model_config())
+    if params.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, params)
     scheduler = make_scheduler(optimizer, params, len(train_loader))
     model, optimizer = fabric.setup(model, optimizer)
@@ -196,7 +242,7 @@ def _train_one(fabric, state, loss_fn, train_loader, val_loader, epoch, params, 
         record = _run_epoch(fabric, state["model"], state["optimizer"], state["scheduler"], loss_fn, train_loader, bar)
     if val_loader is not None:
         record.update(evaluate_loader(state["model"], val_loader, loss_fn))
-    return {"epoch": epoch, "lr": state["optimizer"].param_groups[0]["lr"], **record}
+    return {"epoch": epoch, "lr": state["optimizer"].param_groups[-1]["lr"], **record}
 
 
 def _describe(record: dict, epochs: int) -> str:

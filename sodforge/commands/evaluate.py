@@ -1,5 +1,5 @@
 """``sodforge evaluate`` (prediction folders vs benchmark masks) and ``sodforge evaluate-labels``
-(a labelling run's masks vs true masks). Both write the contract-6 metrics JSON and, with ``--out``,
+(a labelling run's or any label-shard folder's masks vs true masks). Both write the contract-6 metrics JSON and, with ``--out``,
 tables, PR / F-threshold curves (PNG + DVC plot CSV) and TP/FP/FN overlays of the worst images."""
 
 from __future__ import annotations
@@ -71,10 +71,11 @@ def _show(reports, method: str, written: dict[str, str]) -> None:
 def evaluate(
     pred: Annotated[Path | None, typer.Option(help="Prediction folder (with --config: a folder holding one "
                                                    "sub-folder per dataset name).")] = None,
-    gt: Annotated[Path | None, typer.Option(help="Ground-truth mask folder, or a set folder with Mask/ (masks/) "
-                                                 "and Image/ (images/).")] = None,
+    gt: Annotated[Path | None, typer.Option(help="Ground-truth mask folder, or a data set folder: DUTS-TE-Image/ + "
+                                                 "DUTS-TE-Mask/, images/ + masks/ or gt/, Image/ + Mask/ are found.")] = None,
     config: Annotated[Path | None, typer.Option(help="PySODEvalToolkit-style JSON of datasets "
-                                                     "({name: {image, mask, optional pred}}), instead of --gt.")] = None,
+                                                     "({name: {image, mask, optional pred}} or {name: DATASET_FOLDER}), "
+                                                     "instead of --gt.")] = None,
     json_out: JsonOpt = None,
     out: OutOpt = None,
     method: Annotated[str | None, typer.Option(help="Row name in the tables (default: the --pred folder's name).")] = None,
@@ -116,8 +117,11 @@ def evaluate(
 
 
 def evaluate_labels(
-    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Workdir of the labelling run (catalog/labels/run=*/).")],
-    gt: Annotated[Path, typer.Option(help="Folder of true masks, matched to labelled images by file stem.")],
+    gt: Annotated[Path, typer.Option(help="True masks, matched to labelled images by file stem: a mask folder or a "
+                                          "data set folder (DUTS-TE-Mask/, masks/ or gt/ found inside).")],
+    workdir: Annotated[Path | None, typer.Option("--workdir", "-w", help="Workdir of a labelling run (catalog/labels/run=*/).")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Any folder of label shards instead of a workdir: *.parquet, or "
+                                                     "run=*/ folders (e.g. from import-masks or refine --labels).")] = None,
     run: Annotated[str | None, typer.Option(help="Labelling run id (default: the newest).")] = None,
     json_out: JsonOpt = None,
     out: OutOpt = None,
@@ -126,16 +130,23 @@ def evaluate_labels(
     worst: WorstOpt = None,
     params: ParamsOpt = None,
 ) -> None:
-    """Score a labelling run's pseudo-labels against true masks; labels not 'ok' count as empty maps."""
-    from engine.metrics import evaluate_label_run, write_outputs
+    """Score pseudo-labels (a workdir's labelling run, or any label-shard folder) against true masks;
+    labels not 'ok' count as empty maps."""
+    from engine.metrics import evaluate_label_run, evaluate_label_shards, write_outputs
 
     _setup_logging()
+    if (workdir is None) == (labels is None):
+        _fail("give exactly one of --workdir DIR or --labels DIR")
     try:
         settings = _params(params, missing, worst)
-        report, run_id = evaluate_label_run(workdir, gt, run, dataset, out, settings)
-        extra = {"labelling_run": run_id, "workdir": str(workdir),
-                 "non_ok_labels": "labels whose status is not 'ok' are scored as empty predictions"}
-        written = write_outputs([report], f"pseudo-labels {run_id}", out, json_out, extra)
+        if workdir is not None:
+            report, source = evaluate_label_run(workdir, gt, run, dataset, out, settings)
+            method, extra = f"pseudo-labels {source}", {"labelling_run": source, "workdir": str(workdir)}
+        else:
+            report, source = evaluate_label_shards(labels, gt, run, dataset, out, settings)
+            method, extra = f"labels {Path(source).name}", {"labels": source}
+        extra["non_ok_labels"] = "labels whose status is not 'ok' are scored as empty predictions"
+        written = write_outputs([report], method, out, json_out, extra)
     except ValueError as err:
         _fail(str(err))
     if json_out is None and out is None:
@@ -143,7 +154,7 @@ def evaluate_labels(
 
         typer.echo(json.dumps({report.name: metrics_block(report)}, indent=2))
         return
-    _show([report], f"pseudo-labels {run_id}", written)
+    _show([report], method, written)
 
 
 def register(app: typer.Typer) -> None:

@@ -40,7 +40,9 @@ def train(
     params: ParamsOpt = None,
     import_masks_from: Annotated[Path | None, typer.Option(help="Image set with true masks (masks/): import into LABELS first.")] = None,
     predict_dir: Annotated[Path | None, typer.Option(help="Also write saliency PNGs of the held-out images here.")] = None,
-    backbone: Annotated[str | None, typer.Option(help="tiny | resnet50 | swin_t | pvt_v2_b2 | convnext_t.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Named settings from params.yaml train_presets, e.g. cpu-real "
+                                                    "(from scratch on a CPU) or gpu-real (pretrained backbone, 352 px).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="tiny | cpu_small | resnet50 | swin_t | pvt_v2_b2 | convnext_t.")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Backbone weights: torchvision/MoCo-v2 file or HF folder.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: params.yaml).")] = None,
     run_id: Annotated[str | None, typer.Option(help="Labelling run to train on (default: the newest).")] = None,
@@ -61,13 +63,13 @@ def train(
         if labels is None:
             from engine.sod.params import load_train_params
 
-            labels = Path(load_train_params(_params_path(params), overrides).labels)
+            labels = Path(load_train_params(_params_path(params), overrides, preset).labels)
         summary = train_sod_flow(
             labels=str(labels), out_dir=str(out), import_masks_from=str(import_masks_from) if import_masks_from else None,
             predict_dir=str(predict_dir) if predict_dir else None,
             params_file=str(p) if (p := _params_path(params)) else None, backbone=backbone,
             checkpoint=str(checkpoint) if checkpoint else None, epochs=epochs, run_id=run_id, overrides=overrides,
-            progress=progress,
+            progress=progress, preset=preset,
         )
     except ValueError as err:
         _fail(str(err))
@@ -112,9 +114,10 @@ def predict(
 
 
 def import_masks(
-    images: Annotated[Path, typer.Argument(help="Image folder, or a set folder with images/ and masks/.")],
+    images: Annotated[Path, typer.Argument(help="Image folder, or a data set folder: DUTS-TR-Image/ + DUTS-TR-Mask/, "
+                                                "images/ + masks/ or gt/ (ECSSD, HKU-IS, PASCAL-S) are found.")],
     out: Annotated[Path, typer.Option(help="Folder for run=gt-<hash>/shard-*.parquet label shards.")],
-    masks: Annotated[Path | None, typer.Option(help="Mask folder (default: masks/, mask/, gt/ ... beside the images).")] = None,
+    masks: Annotated[Path | None, typer.Option(help="Mask folder (default: found beside the images: *-Mask, masks/, gt/ ...).")] = None,
     shard_size: Annotated[int, typer.Option(help="Images per shard.")] = 512,
 ) -> None:
     """Import true masks (e.g. the sample set's masks/ or DUTS-TR-Mask) as label shards for training/evaluation."""
