@@ -166,3 +166,18 @@ def test_presets_apply_over_the_train_section_and_under_overrides(tmp_path):
     assert {"cpu-real", "gpu-real"} <= set(train_presets())
     cpu = load_train_params(bare, preset="cpu-real")
     assert cpu.backbone == train_presets()["cpu-real"]["backbone"] and cpu.cache
+
+
+def test_predict_command_uses_the_split_the_model_was_trained_with(gt_run, tmp_path, monkeypatch):
+    from sodforge.commands.train import predict as predict_command
+
+    model_path = train_sod(tmp_path / "model", _params(gt_run, epochs=1, val_fraction=0.5), progress=False,
+                           log=lambda _: None).model_path
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("train:\n  val_fraction: 0.25\n")  # not what the model was trained with
+    predict_command(model=model_path, out=tmp_path / "pred", images=None, labels=gt_run, split="val", run_id=None,
+                    masks_out=tmp_path / "gt", params=None, batch_size=4, device="cpu")
+    held_out = write_split_masks(gt_run, tmp_path / "expected", "val", 0.5)
+    assert held_out != write_split_masks(gt_run, tmp_path / "other", "val", 0.25)  # the two splits differ here
+    assert sorted(p.name for p in (tmp_path / "pred").glob("*.png")) == sorted(
+        p.name for p in (tmp_path / "expected").glob("*.png"))

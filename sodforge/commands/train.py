@@ -78,6 +78,19 @@ def train(
         f"held-out MAE {'-' if mae is None else f'{mae:.4f}'} at training size, {summary['seconds']} s")
 
 
+def _trained_split(model: Path, settings) -> tuple[float, int]:
+    """The held-out split the model was trained with (``params.json`` beside ``model.pt``, written by
+    training, so a preset's ``val_fraction`` is honoured), else the one ``params.yaml`` describes."""
+    import json
+
+    saved = model.parent / "params.json"
+    try:
+        train = json.loads(saved.read_text())["train"]
+        return float(train["val_fraction"]), int(train["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return settings.val_fraction, settings.seed
+
+
 def predict(
     model: Annotated[Path, typer.Argument(help="model.pt written by sodforge train.")],
     out: Annotated[Path, typer.Option(help="Folder for <stem>.png saliency maps (0-255, original size).")],
@@ -98,13 +111,13 @@ def predict(
     if split not in ("val", "train", "all"):
         _fail(f"--split must be val, train or all, got {split!r}")
     try:
-        settings = load_train_params(_params_path(params))
-        result = run_predict(model, out, images=images, labels=labels, split=split, val_fraction=settings.val_fraction,
-                             seed=settings.seed, run_id=run_id, batch_size=batch_size, device=device)
+        val_fraction, seed = _trained_split(model, load_train_params(_params_path(params)))
+        result = run_predict(model, out, images=images, labels=labels, split=split, val_fraction=val_fraction,
+                             seed=seed, run_id=run_id, batch_size=batch_size, device=device)
         if masks_out is not None:
             if labels is None:
                 _fail("--masks-out needs --labels")
-            count = write_split_masks(labels, masks_out, split, settings.val_fraction, settings.seed, run_id)
+            count = write_split_masks(labels, masks_out, split, val_fraction, seed, run_id)
             say(f"wrote {count} {split} label masks to {masks_out}")
     except ValueError as err:
         _fail(str(err))
