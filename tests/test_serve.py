@@ -33,8 +33,10 @@ def test_serve_then_run_the_labelling_deployment(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(SODFORGE_PROJECT=str(project), PREFECT_HOME=str(tmp_path / "prefect"), COLUMNS="200")
     log = open(tmp_path / "serve.log", "w")
+    # SIGINT as a terminal has it: a shell's background job (nohup make test &) inherits it ignored
     server = subprocess.Popen([str(BIN / "sodforge"), "serve", "--port", str(port)], env=env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+                              stderr=subprocess.STDOUT, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while "deployments are being served" not in (tmp_path / "serve.log").read_text():
@@ -50,7 +52,13 @@ def test_serve_then_run_the_labelling_deployment(tmp_path):
             assert con.execute("SELECT count(*) FROM label_quality").fetchone() == (48,)
     finally:
         os.killpg(server.pid, signal.SIGINT)  # Ctrl+C in the terminal
-        server.wait(timeout=60)
-        log.close()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)  # never leave a server behind, even when failing
+            server.wait()
+            raise
+        finally:
+            log.close()
     with socket.socket() as sock:  # the API server went down with it
         assert sock.connect_ex(("127.0.0.1", port)) != 0
