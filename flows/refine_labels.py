@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -53,6 +53,19 @@ def resolve_refine_params(params_file: str | None, overrides: dict[str, Any] | N
     """The ``refine`` section of ``params_file`` (when it exists) with ``overrides`` applied."""
     path = Path(params_file) if params_file else None
     return load_section(path if path and path.is_file() else None, "refine", RefineParams, overrides=overrides)
+
+
+def describe_settings(params: RefineParams, params_file: str | None) -> list[str]:
+    """What this run will do, in a line, plus a warning when the configuration cannot refine well."""
+    source = params_file if params_file and Path(params_file).is_file() else "built-in defaults (no params.yaml)"
+    weights = params.checkpoint or "random init"
+    lines = [f"refine settings from {source}: backbone {params.backbone} ({weights}), {params.size} px, "
+             f"cue extractor {params.sce.epochs} epochs, detector {params.detector.epochs} epochs, device {params.device}"]
+    if params.checkpoint is None and params.backbone != "tiny":
+        lines.append(f"warning: refine.backbone {params.backbone} has no checkpoint (random weights): slow on a CPU, and "
+                     "without pretrained features the self-check will most likely keep the source labels; set "
+                     "refine.checkpoint (e.g. MoCo-v2 ResNet-50) or try --backbone tiny --size 64 first")
+    return lines
 
 
 @flow(name="refine-labels", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -88,6 +101,10 @@ def refine_labels(
         raise ValueError("refine-labels: give both labels and out (a label folder and where to write), or neither")
     merged = {**(overrides or {}), **({"source_run": source_run} if source_run else {})}
     params = resolve_refine_params(params_file, merged)
+    settings, *warnings = describe_settings(params, params_file)
+    print(settings)  # log_prints: the run's log inside a flow run, the terminal outside
+    for line in warnings:
+        get_run_logger().warning(line) if FlowRunContext.get() else print(line)
     wd = Workdir.at(workdir) if labels is None else None
     run_dir = plan_refine_task(str(wd.root) if wd else None, dataclasses.asdict(params), labels=labels, out=out)
     plan = load_plan(run_dir)

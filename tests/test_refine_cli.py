@@ -49,11 +49,13 @@ def test_import_masks_then_refine_the_label_folder(sample_set, tmp_path, cli_env
     labels, out = tmp_path / "imported", tmp_path / "refined"
     _run("import-masks", str(sample_set), "--out", str(labels), "--shard-size", "5", env=cli_env)
     result = _run("refine", "--labels", str(labels), "--out", str(out), "--params", str(params),
-                  "--json", str(tmp_path / "summary.json"), env=cli_env)
+                  "--json", str(tmp_path / "summary.json"), env={**cli_env, "PREFECT_LOGGING_LEVEL": "INFO"})
     summary = json.loads((tmp_path / "summary.json").read_text())
     # two epochs of a tiny random detector learn nothing: the check keeps the (true) source masks, and says so
     assert summary["decision"] == "kept_source" and not summary["labels_verified"]
     assert "SOURCE LABELS KEPT" in result.stdout and summary["reason"][:40] in " ".join(result.stdout.split())
+    said = " ".join((result.stdout + result.stderr).split())
+    assert f"refine settings from {params}: backbone tiny (random init), 32 px" in said
     source_dir = next(labels.glob("run=*"))
     assert summary["source_dir"] == str(source_dir) and summary["source_run"] == source_dir.name.removeprefix("run=")
     written = sorted(Path(summary["labels_dir"]).glob("shard-*.parquet"))
@@ -96,3 +98,14 @@ def test_label_folder_planning_names_the_bad_file(tmp_path):
         plan_label_folder_run(tmp_path / "labels", tmp_path / "out", RefineParams())
     with pytest.raises(ValueError, match="must not be inside the source label folder"):
         plan_label_folder_run(tmp_path / "labels", tmp_path / "labels" / "run=a" / "out", RefineParams())
+
+
+def test_settings_line_warns_about_a_large_random_backbone(tmp_path):
+    from engine.refine.params import RefineParams
+    from flows.refine_labels import describe_settings
+
+    defaults = describe_settings(RefineParams(), None)  # outside a project: the paper's settings
+    assert defaults[0].startswith("refine settings from built-in defaults (no params.yaml): backbone resnet50 (random init), 320 px")
+    assert "no checkpoint (random weights)" in defaults[1] and "--backbone tiny" in defaults[1]
+    assert len(describe_settings(RefineParams(backbone="tiny"), str(tmp_path / "missing.yaml"))) == 1
+    assert len(describe_settings(RefineParams(checkpoint="moco.pth.tar"), None)) == 1
