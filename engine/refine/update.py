@@ -88,8 +88,9 @@ def _guided(image: np.ndarray, soft: np.ndarray, region: np.ndarray, par: PARPar
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
         crop_img = cv2.resize(crop_img, size, interpolation=cv2.INTER_AREA)
         crop_soft = cv2.resize(crop_soft, size, interpolation=cv2.INTER_AREA)
-    img_t = torch.from_numpy(np.ascontiguousarray(crop_img)).permute(2, 0, 1)[None].float() / 255.0
-    soft_t = torch.from_numpy(np.ascontiguousarray(crop_soft))[None, None]
+    # copies: decoded images may be read-only arrays, which torch will not wrap
+    img_t = torch.from_numpy(np.array(crop_img)).permute(2, 0, 1)[None].float() / 255.0
+    soft_t = torch.from_numpy(np.array(crop_soft, dtype=np.float32))[None, None]
     refined = pixel_adaptive_refine(img_t, soft_t, par.dilations, par.iterations, par.temperature, par.pos_weight,
                                     normalize=False)[0, 0].numpy()
     if factor < 1.0:
