@@ -17,6 +17,9 @@ from typing import Annotated, Any
 
 import typer
 
+from engine.storage import write_text_atomic
+from sodforge.output import fail
+
 dvc_app = typer.Typer(help="Numbers-only metrics and plot tables for DVC (used by dvc.yaml).", no_args_is_help=True)
 
 
@@ -60,18 +63,6 @@ def _read_json(path: Path) -> Any:
         raise ValueError(f"{path}: cannot read JSON ({err})") from err
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 @dvc_app.command("metrics")
 def metrics_cmd(
     source: Annotated[Path, typer.Argument(help="A JSON report (nested objects).")],
@@ -83,8 +74,8 @@ def metrics_cmd(
     try:
         chosen = pick(_read_json(source), key, digits)
     except ValueError as err:
-        _fail(f"{source}: {err}")
-    _write(out, json.dumps(chosen, indent=1) + "\n")
+        fail(f"{source}: {err}")
+    write_text_atomic(json.dumps(chosen, indent=1) + "\n", out)
 
 
 @dvc_app.command("table")
@@ -99,16 +90,16 @@ def table_cmd(
     """Write the chosen numeric columns of a list of records as CSV (timings and text left out)."""
     records = _read_json(source)
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        _fail(f"{source}: expected a JSON list of objects")
+        fail(f"{source}: expected a JSON list of objects")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(column)
     for number, record in enumerate(records, start=1):
         missing = [c for c in column if c not in record]
         if missing:
-            _fail(f"{source}: record {number} lacks {missing}")
+            fail(f"{source}: record {number} lacks {missing}")
         writer.writerow([round(record[c], digits) if isinstance(record[c], float) else record[c] for c in column])
-    _write(out, buffer.getvalue())
+    write_text_atomic(buffer.getvalue(), out)
     if png is not None:
         line_chart([[r[c] for c in column] for r in records], column, png)
 
