@@ -72,9 +72,10 @@ def metrics_cmd(
 ) -> None:
     """Write the chosen numbers of SOURCE as a flat JSON object (what `dvc metrics` should show)."""
     try:
-        chosen = pick(_read_json(source), key, digits)
+        data = _read_json(source)  # its errors name the file
+        chosen = pick(data, key, digits)
     except ValueError as err:
-        fail(f"{source}: {err}")
+        fail(err if str(err).startswith(str(source)) else f"{source}: {err}")
     write_text_atomic(json.dumps(chosen, indent=1) + "\n", out)
 
 
@@ -88,7 +89,10 @@ def table_cmd(
                                                   "(viewable offline, unlike DVC's vega charts).")] = None,
 ) -> None:
     """Write the chosen numeric columns of a list of records as CSV (timings and text left out)."""
-    records = _read_json(source)
+    try:
+        records = _read_json(source)
+    except ValueError as err:
+        fail(err)
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         fail(f"{source}: expected a JSON list of objects")
     buffer = io.StringIO()
