@@ -72,10 +72,13 @@ def metrics_cmd(
 ) -> None:
     """Write the chosen numbers of SOURCE as a flat JSON object (what `dvc metrics` should show)."""
     try:
-        data = _read_json(source)  # its errors name the file
+        data = _read_json(source)
+    except ValueError as err:  # names the file
+        fail(err)
+    try:
         chosen = pick(data, key, digits)
     except ValueError as err:
-        fail(err if str(err).startswith(str(source)) else f"{source}: {err}")
+        fail(f"{source}: {err}")
     write_text_atomic(json.dumps(chosen, indent=1) + "\n", out)
 
 
