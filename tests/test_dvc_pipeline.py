@@ -112,3 +112,9 @@ def test_dvc_metrics_and_table_commands(tmp_path):
     assert pngs[0][:8] == b"\x89PNG\r\n\x1a\n" and pngs[0] == pngs[1]  # an offline plot, same bytes every run
     failed = runner.invoke(app, ["dvc", "metrics", str(tmp_path / "report.json"), str(tmp_path / "x.json"), "-k", "MAX"])
     assert failed.exit_code == 2 and "MAX" in failed.output
+    missing = tmp_path / "nope.json"
+    for command in (["metrics", str(missing), str(tmp_path / "x.json"), "-k", "MAE"],
+                    ["table", str(missing), str(tmp_path / "x.csv"), "-c", "epoch"]):
+        failed = runner.invoke(app, ["dvc", *command])
+        assert failed.exit_code == 2, failed.output  # an error line (a raised exception exits 1)
+        assert " ".join(failed.output.split()).count(f"{missing}: cannot read JSON") == 1  # named once, no traceback
