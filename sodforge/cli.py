@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from sodforge.commands import register_all
-from sodforge.env import configure_environment, project_root
+from sodforge.env import configure_environment, project_root, reap_orphaned_servers
 from sodforge.output import console, fail, literal, say, warn
 
 app = typer.Typer(help="Build salient-object datasets and models from unlabelled images.", no_args_is_help=True)
@@ -29,6 +29,10 @@ WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="Working direc
 @app.callback()
 def _main() -> None:
     configure_environment()
+    reaped = reap_orphaned_servers()
+    if reaped:
+        say(f"stopped {len(reaped)} temporary Prefect server(s) left running by a killed sodforge run "
+            f"(pids {', '.join(map(str, reaped))})", err=True)
 
 
 _fail = fail

@@ -47,3 +47,39 @@ def quiet_model_libraries() -> None:
     hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", message="The value of the smallest subnormal")
     warnings.filterwarnings("ignore", message="The key `labels` is will return integer ids")
+
+
+def reap_orphaned_servers(prefect_home: str | Path | None = None) -> list[int]:
+    """Stop temporary Prefect API servers whose owner is gone; returns their pids.
+
+    A command that runs a flow in-process starts Prefect's temporary server as a child process and
+    stops it on exit, but a ``kill -9`` (or an OOM kill) of the command leaves the server running
+    forever, re-parented to init. Those servers carry ``PREFECT__SERVER_EPHEMERAL=1`` in their
+    environment; the ones of this project's ``PREFECT_HOME`` whose parent is init (pid 1) are
+    stopped with SIGTERM. Linux only (reads ``/proc``); elsewhere nothing happens.
+    """
+    import signal
+
+    home = str(prefect_home or os.environ.get("PREFECT_HOME", ""))
+    proc = Path("/proc")
+    if not home or not proc.is_dir():
+        return []
+    reaped = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (comm)": state, ppid
+            if parent != 1:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or another user's process
+            continue
+        if b"PREFECT__SERVER_EPHEMERAL=1" in environ and f"PREFECT_HOME={home}".encode() in environ:
+            try:
+                os.kill(int(entry.name), signal.SIGTERM)
+                reaped.append(int(entry.name))
+            except OSError:
+                continue
+    return reaped

@@ -62,3 +62,26 @@ def test_serve_then_run_the_labelling_deployment(tmp_path):
             log.close()
     with socket.socket() as sock:  # the API server went down with it
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_temporary_servers_left_by_a_killed_run_are_stopped_by_the_next_command(tmp_path):
+    from sodforge.env import reap_orphaned_servers
+
+    home = str(tmp_path / "prefect")
+    env = {**os.environ, "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT_HOME": home}
+    # what a kill -9 of `sodforge label` leaves: its temporary server, now a child of init
+    subprocess.run(["sh", "-c", "sleep 300 > /dev/null 2>&1 & echo $! > pid"], cwd=tmp_path, env=env, check=True)
+    orphan = int((tmp_path / "pid").read_text())
+    other = subprocess.Popen(["sleep", "300"], env=env)  # a live command's own server: its parent is alive
+    try:
+        assert Path(f"/proc/{orphan}/stat").read_text().rsplit(")", 1)[1].split()[1] == "1"
+        assert reap_orphaned_servers(tmp_path / "elsewhere") == []  # another project's servers are left alone
+        assert reap_orphaned_servers(home) == [orphan]
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{orphan}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{orphan}").exists() and other.poll() is None
+    finally:
+        other.kill()
+        if Path(f"/proc/{orphan}").exists():
+            os.kill(orphan, signal.SIGKILL)
