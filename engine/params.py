@@ -304,8 +304,7 @@ def check_params_file(path: str | Path) -> dict[str, Any]:
         cls = getattr(importlib.import_module(module), name)
         built[section] = _build(cls, data.get(section) or {}, section, str(path))
     for section, base in PRESET_SECTIONS.items():
-        module, name = KNOWN_SECTIONS[base].split(":")
-        cls = getattr(importlib.import_module(module), name)
+        cls = type(built[base])  # a preset is checked as the section it overrides
         for preset, values in (data.get(section) or {}).items():
             if not isinstance(values, dict):
                 raise ValueError(f"{path}: {section}.{preset}: expected a mapping of {base} keys, got {values!r}")

@@ -50,10 +50,6 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the DEDecoder saliency model on label shards; rerunning resumes after the last finished epoch."""
-    import os
-
-    # The in-process flow starts a temporary Prefect server; on a busy machine 20 s (the default) is too short.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from flows.train_sod import train_sod_flow
     from sodforge.env import quiet_model_libraries
 
